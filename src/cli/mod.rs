@@ -1,0 +1,94 @@
+//! Command line: clap definitions and dispatch. The only place where `anyhow` is used; every
+//! command returns an exit code from `Exit`.
+
+mod check_config;
+mod validate;
+
+use crate::config::{Config, ConfigError};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit codes shared by every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// The input has errors.
+    InputErrors = 1,
+    /// Usage or I/O error: the input could not be read at all.
+    Usage = 2,
+    /// Configuration error (EX_CONFIG).
+    Config = 78,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "paygate", version, about = "Bank host-to-host payment gateway", long_about = None)]
+pub struct Cli {
+    /// Config file [default: $PAYGATE_CONFIG, else /etc/paygate/paygate.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read and validate a payment file with a channel's settings (a dry run: nothing is stored)
+    Validate(validate::Args),
+    /// Check the config file and print every problem, each with its key
+    CheckConfig(check_config::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            }
+            .into();
+        }
+    };
+    init_tracing();
+    let config_path = cli.config.clone().unwrap_or_else(default_config_path);
+    let exit = match cli.command {
+        Command::Validate(a) => validate::run(a, &config_path),
+        Command::CheckConfig(a) => check_config::run(a, &config_path),
+    };
+    exit.into()
+}
+
+fn default_config_path() -> PathBuf {
+    std::env::var_os("PAYGATE_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads the config, printing its problems; `Err` carries the exit code to use.
+fn load_config(path: &Path) -> Result<Config, Exit> {
+    Config::load(path).map_err(|e| {
+        eprintln!("paygate: {e}");
+        if let ConfigError::Read { .. } = e {
+            eprintln!("  (give the config with --config PATH or $PAYGATE_CONFIG; samples/paygate.toml is a complete example)");
+        }
+        Exit::Config
+    })
+}

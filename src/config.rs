@@ -1,0 +1,902 @@
+//! The TOML configuration: types, loading, and the checks that report every problem at once,
+//! each naming its key and what to do. Reads the config file; never touches anything else.
+
+use crate::finding::Severity;
+use crate::model::charset::Charset;
+use crate::model::{Account, BankId, Bic, ChannelKind, Cnaps, Currency, DomesticAccount, Iban};
+use chrono::{Datelike, NaiveDate, Weekday};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/paygate/paygate.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub paygate: General,
+    pub company: Company,
+    pub banks: BTreeMap<String, Bank>,
+    pub channels: BTreeMap<String, Channel>,
+    /// The directory of the config file; relative paths in it are resolved from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct General {
+    /// Store, archive of every file sent and received, spool.
+    pub data_dir: PathBuf,
+    /// `sqlite:` URL; default `sqlite://<data_dir>/paygate.db`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Bank holidays: never chosen as a default execution date.
+    #[serde(default)]
+    pub holidays: Vec<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Company {
+    pub name: String,
+    /// ISO 3166 country of the company's seat.
+    pub country: String,
+    #[serde(default)]
+    pub identifiers: Vec<Identifier>,
+    pub accounts: BTreeMap<String, DebtorAccountCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identifier {
+    /// e.g. `USCC` (统一社会信用代码), `LEI`, `BANK` (customer number given by the bank).
+    pub scheme: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebtorAccountCfg {
+    #[serde(default)]
+    pub iban: Option<String>,
+    /// Domestic account number, when the account has no IBAN.
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub bic: Option<String>,
+    #[serde(default)]
+    pub cnaps: Option<String>,
+    pub currency: Currency,
+}
+
+/// How a bank wants postal addresses (ISO 20022 PostalAddress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressMode {
+    #[default]
+    None,
+    Structured,
+    Hybrid,
+    Unstructured,
+}
+
+/// What identifies the creditor's bank for a domestic (non-IBAN) account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DomesticBankCode {
+    #[default]
+    Cnaps,
+    Bic,
+    Optional,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bank {
+    pub name: String,
+    #[serde(default)]
+    pub bic: Option<String>,
+    /// Output format: a built-in pain.001 version or a template name (see `paygate formats`).
+    #[serde(default)]
+    pub format: Option<String>,
+    pub currencies: Vec<Currency>,
+    #[serde(default)]
+    pub charset: Charset,
+    #[serde(default = "default_name_len")]
+    pub max_name_length: usize,
+    #[serde(default = "default_remittance_len")]
+    pub max_remittance_length: usize,
+    /// Allowed digits of a domestic account number, `[min, max]`.
+    #[serde(default = "default_domestic_digits")]
+    pub domestic_account_digits: [usize; 2],
+    #[serde(default)]
+    pub domestic_bank_code: DomesticBankCode,
+    /// Whether IBAN payments need the creditor's BIC (SEPA does not; most cross-border does).
+    #[serde(default)]
+    pub require_bic: bool,
+    #[serde(default)]
+    pub address_mode: AddressMode,
+    #[serde(default = "yes")]
+    pub batch_booking: bool,
+}
+
+fn default_name_len() -> usize {
+    70
+}
+fn default_remittance_len() -> usize {
+    140
+}
+fn default_domestic_digits() -> [usize; 2] {
+    [8, 32]
+}
+fn yes() -> bool {
+    true
+}
+
+/// Encoding of CSV input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputEncoding {
+    #[default]
+    Auto,
+    Utf8,
+    Utf16,
+    Gbk,
+    Gb18030,
+}
+
+/// When a file has no execution date column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultDate {
+    #[default]
+    NextBusinessDay,
+    Today,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    pub kind: ChannelKind,
+    pub bank: String,
+    pub debtor_account: String,
+    /// The channel's folder tree: `inbox/`, `rejected/`, `results/` … live under it.
+    pub folder: PathBuf,
+    /// Currency of rows that have no currency column.
+    #[serde(default)]
+    pub currency: Option<Currency>,
+    #[serde(default)]
+    pub encoding: InputEncoding,
+    /// CSV delimiter; detected when absent (`,` `;` tab `|`).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// Worksheet name; the first sheet when absent.
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// Amounts written `1.234,56`.
+    #[serde(default)]
+    pub decimal_comma: bool,
+    /// chrono format for dates written like `15/12/2026` (ambiguous without it).
+    #[serde(default)]
+    pub date_format: Option<String>,
+    #[serde(default)]
+    pub default_execution_date: DefaultDate,
+    /// What an identical row (same account, amount and reference) is.
+    #[serde(default)]
+    pub duplicate_rows: Severity,
+    /// Header names per field, used before the built-in aliases.
+    #[serde(default)]
+    pub columns: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A per-payment limit. Amounts are written as strings: money is never a float.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AmountLimit {
+    All(Decimal),
+    PerCurrency(BTreeMap<Currency, Decimal>),
+}
+
+impl AmountLimit {
+    pub fn for_currency(&self, c: Currency) -> Option<Decimal> {
+        match self {
+            AmountLimit::All(d) => Some(*d),
+            AmountLimit::PerCurrency(m) => m.get(&c).copied(),
+        }
+    }
+
+    fn values(&self) -> Vec<Decimal> {
+        match self {
+            AmountLimit::All(d) => vec![*d],
+            AmountLimit::PerCurrency(m) => m.values().copied().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Cap on the uncompressed size of a spreadsheet (a zip bomb is refused before reading).
+    #[serde(default = "default_max_unpacked_bytes")]
+    pub max_unpacked_bytes: u64,
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    /// Largest single payment: one amount for every currency (`"50000.00"`), or per currency
+    /// (`{ EUR = "1000000.00", JPY = "150000000" }`; a currency not listed has no limit).
+    #[serde(default)]
+    pub max_amount: Option<AmountLimit>,
+    #[serde(default = "default_max_days_ahead")]
+    pub max_days_ahead: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: default_max_file_bytes(),
+            max_unpacked_bytes: default_max_unpacked_bytes(),
+            max_rows: default_max_rows(),
+            max_amount: None,
+            max_days_ahead: default_max_days_ahead(),
+        }
+    }
+}
+
+fn default_max_file_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_max_unpacked_bytes() -> u64 {
+    500 * 1024 * 1024
+}
+fn default_max_rows() -> u64 {
+    1_000_000
+}
+fn default_max_days_ahead() -> u32 {
+    90
+}
+
+/// The fields a column can be mapped to.
+pub const FIELDS: &[&str] = &[
+    "name",
+    "account",
+    "bank_code",
+    "bank_name",
+    "amount",
+    "currency",
+    "reference",
+    "end_to_end_id",
+    "execution_date",
+];
+
+/// One configuration problem, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut s = format!(
+        "{} has {} problem{}:",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str(&format!("\n  {}: {}", p.key, p.message));
+    }
+    s
+}
+
+impl Config {
+    /// Reads, parses and checks the config; every problem is reported, not just the first.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            vec![Problem {
+                key: "(syntax)".into(),
+                message: e.to_string().trim().replace('\n', "\n    "),
+            }]
+        })?;
+        let mut problems = Vec::new();
+        let mut cfg = deserialize_collecting(table, &mut problems);
+        if let Some(cfg) = cfg.as_mut() {
+            cfg.base_dir = base_dir.to_path_buf();
+            cfg.check(&mut problems);
+        }
+        match cfg {
+            Some(cfg) if problems.is_empty() => Ok(cfg),
+            _ => Err(problems),
+        }
+    }
+
+    /// Resolves a path from the config relative to the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        };
+        // Lexically, so that `samples/../target` reads `target` in messages.
+        let mut out = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                std::path::Component::ParentDir
+                    if matches!(
+                        out.components().next_back(),
+                        Some(std::path::Component::Normal(_))
+                    ) =>
+                {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        if out.as_os_str().is_empty() {
+            out.push(".");
+        }
+        out
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.paygate.data_dir)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.paygate
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("paygate.db").display()))
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(name)
+    }
+
+    /// Channels whose folder tree contains `file` (the most specific first).
+    pub fn channels_for_file(&self, file: &Path) -> Vec<&str> {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let mut hits: Vec<(usize, &str)> = self
+            .channels
+            .iter()
+            .filter_map(|(name, ch)| {
+                let folder = self.resolve(&ch.folder);
+                let folder = std::fs::canonicalize(&folder).unwrap_or(folder);
+                file.starts_with(&folder)
+                    .then(|| (folder.components().count(), name.as_str()))
+            })
+            .collect();
+        hits.sort_by(|a, b| b.0.cmp(&a.0));
+        hits.into_iter().map(|(_, n)| n).collect()
+    }
+
+    pub fn bank_of(&self, channel: &Channel) -> &Bank {
+        // `check` guarantees that the bank exists.
+        &self.banks[&channel.bank]
+    }
+
+    /// The next day, on or after `from`, that is neither a weekend nor a configured holiday.
+    pub fn business_day_on_or_after(&self, from: NaiveDate) -> NaiveDate {
+        let mut d = from;
+        while matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
+            || self.paygate.holidays.contains(&d)
+        {
+            d = d.succ_opt().unwrap_or(d);
+        }
+        d
+    }
+
+    /// The execution date a channel gives rows without one.
+    pub fn default_execution_date(&self, channel: &Channel, today: NaiveDate) -> NaiveDate {
+        match channel.default_execution_date {
+            DefaultDate::Today => self.business_day_on_or_after(today),
+            DefaultDate::NextBusinessDay => {
+                self.business_day_on_or_after(today.succ_opt().unwrap_or(today))
+            }
+        }
+    }
+
+    fn check(&self, problems: &mut Vec<Problem>) {
+        let mut p = |key: String, message: String| problems.push(Problem { key, message });
+        if self.company.name.trim().is_empty() {
+            p("company.name".into(), "must not be empty".into());
+        }
+        if !crate::model::is_country(&self.company.country) {
+            p(
+                "company.country".into(),
+                format!(
+                    "`{}` is not an ISO 3166 two-letter country code (e.g. CN, DE)",
+                    self.company.country
+                ),
+            );
+        }
+        if self.company.accounts.is_empty() {
+            p(
+                "company.accounts".into(),
+                "define at least one debtor account, e.g. [company.accounts.payroll-cny]".into(),
+            );
+        }
+        for (name, acct) in &self.company.accounts {
+            let key = format!("company.accounts.{name}");
+            if let Err(m) = acct.account() {
+                p(key.clone(), m);
+            }
+            if let Some(bic) = &acct.bic
+                && let Err(e) = Bic::parse(bic)
+            {
+                p(format!("{key}.bic"), format!("`{bic}`: {e}"));
+            }
+            if let Some(c) = &acct.cnaps
+                && let Err(e) = Cnaps::parse(c)
+            {
+                p(format!("{key}.cnaps"), format!("`{c}`: {e}"));
+            }
+        }
+        if self.banks.is_empty() {
+            p(
+                "banks".into(),
+                "define at least one bank, e.g. [banks.mybank]".into(),
+            );
+        }
+        for (name, bank) in &self.banks {
+            let key = format!("banks.{name}");
+            if let Some(bic) = &bank.bic
+                && let Err(e) = Bic::parse(bic)
+            {
+                p(format!("{key}.bic"), format!("`{bic}`: {e}"));
+            }
+            if bank.currencies.is_empty() {
+                p(
+                    format!("{key}.currencies"),
+                    "list the currencies this bank pays, e.g. [\"EUR\"]".into(),
+                );
+            }
+            let [lo, hi] = bank.domestic_account_digits;
+            if lo == 0 || lo > hi || hi > 34 {
+                p(
+                    format!("{key}.domestic_account_digits"),
+                    format!(
+                        "[{lo}, {hi}] is not a range: write [min, max] with 1 <= min <= max <= 34"
+                    ),
+                );
+            }
+            for (k, v) in [
+                ("max_name_length", bank.max_name_length),
+                ("max_remittance_length", bank.max_remittance_length),
+            ] {
+                if v == 0 {
+                    p(format!("{key}.{k}"), "must be at least 1".into());
+                }
+            }
+        }
+        if self.channels.is_empty() {
+            p(
+                "channels".into(),
+                "define at least one channel, e.g. [channels.payroll]".into(),
+            );
+        }
+        for (name, ch) in &self.channels {
+            let key = format!("channels.{name}");
+            let bank = self.banks.get(&ch.bank);
+            if bank.is_none() {
+                p(
+                    format!("{key}.bank"),
+                    format!(
+                        "no bank `{}` is defined; known banks: {}",
+                        ch.bank,
+                        self.banks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            match self.company.accounts.get(&ch.debtor_account) {
+                None => p(
+                    format!("{key}.debtor_account"),
+                    format!(
+                        "no account `{}` under [company.accounts]; known accounts: {}",
+                        ch.debtor_account,
+                        self.company
+                            .accounts
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some(acct) => {
+                    if let Some(b) = bank
+                        && !b.currencies.contains(&acct.currency)
+                    {
+                        p(
+                            format!("{key}.debtor_account"),
+                            format!(
+                                "account `{}` is in {}, which bank `{}` does not list in its currencies",
+                                ch.debtor_account, acct.currency, ch.bank
+                            ),
+                        );
+                    }
+                }
+            }
+            if let (Some(c), Some(b)) = (ch.currency, bank)
+                && !b.currencies.contains(&c)
+            {
+                p(
+                    format!("{key}.currency"),
+                    format!("{c} is not among bank `{}`'s currencies", ch.bank),
+                );
+            }
+            if let Some(d) = ch.delimiter
+                && !matches!(d, ',' | ';' | '\t' | '|')
+            {
+                p(
+                    format!("{key}.delimiter"),
+                    format!("{d:?} is not supported: use \",\", \";\", \"\\t\" or \"|\""),
+                );
+            }
+            if let Some(f) = &ch.date_format {
+                let probe = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default();
+                let shown = probe.format(f).to_string();
+                if NaiveDate::parse_from_str(&shown, f) != Ok(probe) {
+                    p(
+                        format!("{key}.date_format"),
+                        format!("`{f}` cannot read back a date it writes; use e.g. \"%d/%m/%Y\""),
+                    );
+                }
+            }
+            for field in ch.columns.keys() {
+                if !FIELDS.contains(&field.as_str()) {
+                    p(
+                        format!("{key}.columns.{field}"),
+                        format!("unknown field; the fields are: {}", FIELDS.join(", ")),
+                    );
+                }
+            }
+            if ch.limits.max_rows == 0 || ch.limits.max_file_bytes == 0 {
+                p(
+                    format!("{key}.limits"),
+                    "max_rows and max_file_bytes must be at least 1".into(),
+                );
+            }
+            if let Some(m) = &ch.limits.max_amount
+                && m.values().iter().any(|v| *v <= Decimal::ZERO)
+            {
+                p(
+                    format!("{key}.limits.max_amount"),
+                    "must be greater than zero".into(),
+                );
+            }
+        }
+    }
+}
+
+impl DebtorAccountCfg {
+    /// The account and its bank, or what is wrong with them.
+    pub fn account(&self) -> Result<(Account, Option<BankId>), String> {
+        let account = match (&self.iban, &self.number) {
+            (Some(i), None) => {
+                Account::Iban(Iban::parse(i).map_err(|e| format!("iban `{i}`: {e}"))?)
+            }
+            (None, Some(n)) => Account::Domestic(
+                DomesticAccount::parse(n, 1, 34).map_err(|e| format!("number `{n}`: {e}"))?,
+            ),
+            (Some(_), Some(_)) => return Err("give either `iban` or `number`, not both".into()),
+            (None, None) => {
+                return Err("give the account as `iban = \"…\"` or `number = \"…\"`".into());
+            }
+        };
+        let bank = match (&self.bic, &self.cnaps) {
+            (Some(b), _) => Bic::parse(b).ok().map(BankId::Bic),
+            (None, Some(c)) => Cnaps::parse(c).ok().map(BankId::Cnaps),
+            (None, None) => None,
+        };
+        Ok((account, bank))
+    }
+}
+
+/// Deserializes section by section, so that a mistake in one channel does not hide a mistake in
+/// another; within a section, a faulty key is noted, removed, and the section tried again.
+fn deserialize_collecting(mut table: toml::Table, problems: &mut Vec<Problem>) -> Option<Config> {
+    for (section, maps) in [
+        ("paygate", false),
+        ("company", false),
+        ("banks", true),
+        ("channels", true),
+    ] {
+        match table.get_mut(section) {
+            None => problems.push(Problem {
+                key: format!("[{section}]"),
+                message: "this section is missing".into(),
+            }),
+            Some(toml::Value::Table(t)) if maps => {
+                for (name, v) in t.iter_mut() {
+                    match section {
+                        "banks" => drain_errors::<Bank>(&format!("{section}.{name}"), v, problems),
+                        _ => drain_errors::<Channel>(&format!("{section}.{name}"), v, problems),
+                    }
+                }
+            }
+            Some(v) if maps => problems.push(Problem {
+                key: section.into(),
+                message: format!("must be a table of named entries, found a {}", v.type_str()),
+            }),
+            Some(v) => match section {
+                "paygate" => drain_errors::<General>(section, v, problems),
+                _ => drain_errors::<Company>(section, v, problems),
+            },
+        }
+    }
+    for key in table.keys() {
+        if !["paygate", "company", "banks", "channels"].contains(&key.as_str()) {
+            problems.push(Problem {
+                key: key.clone(),
+                message: "unknown section; the sections are [paygate], [company], [banks.NAME] and [channels.NAME]".into(),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(Problem {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn drain_errors<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    value: &mut toml::Value,
+    problems: &mut Vec<Problem>,
+) {
+    for _ in 0..64 {
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(_) => return,
+            Err(e) => e,
+        };
+        // toml appends "in `key`" lines; the key is already named.
+        let msg = err
+            .inner()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        // Table keys only: an error inside an array removes the whole array on retry.
+        let mut key_segments: Vec<String> = Vec::new();
+        let mut display = prefix.to_string();
+        for seg in err.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => {
+                    key_segments.push(key.clone());
+                    display.push('.');
+                    display.push_str(key);
+                }
+                serde_path_to_error::Segment::Seq { index } => {
+                    display.push_str(&format!("[{index}]"))
+                }
+                _ => {}
+            }
+        }
+        if let Some(u) = msg
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+            && key_segments.last().map(String::as_str) != Some(u)
+        {
+            key_segments.push(u.to_string());
+            display.push('.');
+            display.push_str(u);
+        }
+        let key = display;
+        problems.push(Problem {
+            key,
+            message: friendly(&msg),
+        });
+        if !remove_path(value, &key_segments) {
+            return;
+        }
+    }
+}
+
+fn friendly(msg: &str) -> String {
+    if msg.starts_with("unknown field") {
+        format!("{msg} (remove it or fix its spelling)")
+    } else if msg.starts_with("missing field") {
+        format!("{msg}: add it")
+    } else {
+        msg.to_string()
+    }
+}
+
+fn remove_path(value: &mut toml::Value, segs: &[String]) -> bool {
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for s in parents {
+        cur = match cur {
+            toml::Value::Table(t) => match t.get_mut(s) {
+                Some(v) => v,
+                None => return false,
+            },
+            toml::Value::Array(a) => match s.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match cur {
+        toml::Value::Table(t) => t.remove(last).is_some(),
+        _ => false,
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[paygate]
+data_dir = "data"
+
+[company]
+name = "Acme"
+country = "CN"
+[company.accounts.main]
+number = "31001234567890"
+cnaps = "102290002916"
+currency = "CNY"
+
+[banks.icbc]
+name = "ICBC"
+currencies = ["CNY"]
+charset = "utf8"
+
+[channels.payroll]
+kind = "payroll"
+bank = "icbc"
+debtor_account = "main"
+folder = "payroll"
+"#;
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let cfg = Config::parse(GOOD, Path::new("/etc/paygate")).unwrap();
+        let ch = cfg.channel("payroll").unwrap();
+        assert_eq!(ch.limits.max_days_ahead, 90);
+        assert_eq!(cfg.bank_of(ch).max_name_length, 70);
+        assert_eq!(cfg.data_dir(), PathBuf::from("/etc/paygate/data"));
+        assert_eq!(cfg.database_url(), "sqlite:///etc/paygate/data/paygate.db");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let bad = GOOD
+            .replace(
+                "currencies = [\"CNY\"]",
+                "currencies = [\"CNY\", \"XYZ\"]\ncolour = \"red\"",
+            )
+            .replace("bank = \"icbc\"", "bank = \"boc\"\nencoding = \"latin9\"")
+            .replace("country = \"CN\"", "country = \"China\"");
+        let problems = Config::parse(&bad, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"banks.icbc.currencies[1]"), "{problems:#?}");
+        assert!(keys.contains(&"banks.icbc.colour"), "{problems:#?}");
+        assert!(keys.contains(&"channels.payroll.encoding"), "{problems:#?}");
+        // Semantic checks need a complete structure; those come once the structure is right.
+        let semantic = GOOD
+            .replace("bank = \"icbc\"", "bank = \"boc\"")
+            .replace("country = \"CN\"", "country = \"China\"");
+        let problems = Config::parse(&semantic, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["company.country", "channels.payroll.bank"],
+            "{problems:#?}"
+        );
+        assert!(problems[1].message.contains("known banks: icbc"));
+    }
+
+    #[test]
+    fn missing_section_and_field_are_named() {
+        let problems = Config::parse("[paygate]\n", Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"paygate"), "{problems:#?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("missing field `data_dir`"))
+        );
+        assert!(keys.contains(&"[company]"));
+        assert!(keys.contains(&"[channels]"));
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_line() {
+        let problems = Config::parse("[paygate\n", Path::new(".")).unwrap_err();
+        assert_eq!(problems[0].key, "(syntax)");
+        assert!(
+            problems[0].message.contains("line 1"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn business_days_skip_weekends_and_holidays() {
+        let text = GOOD.replace(
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\nholidays = [2026-12-07]",
+        );
+        let cfg = Config::parse(&text, Path::new(".")).unwrap();
+        let ch = cfg.channel("payroll").unwrap();
+        let fri = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        // Saturday, Sunday and the Monday holiday are skipped.
+        assert_eq!(
+            cfg.default_execution_date(ch, fri),
+            NaiveDate::from_ymd_opt(2026, 12, 8).unwrap()
+        );
+    }
+}

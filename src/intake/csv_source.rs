@@ -1,0 +1,196 @@
+//! CSV rows: encoding (BOM, UTF-8, UTF-16, GBK/GB18030) and delimiter detection, streaming.
+//! Rows are numbered as Excel numbers them: a quoted value spanning several lines is one row.
+
+use super::{CellKind, RawRow};
+use encoding_rs::Encoding;
+use std::fs::File;
+use std::io::{Cursor, Read};
+
+pub(super) struct CsvRows {
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    record: csv::ByteRecord,
+    encoding: &'static Encoding,
+    delimiter: u8,
+    /// Line breaks inside quoted values seen so far: Excel shows those as one row.
+    embedded_newlines: u64,
+}
+
+/// Picks the encoding from a BOM, else UTF-8 when the sample is valid UTF-8, else GB18030 (the
+/// superset of GBK that Excel on a Chinese Windows writes).
+pub(super) fn detect_encoding(head: &[u8]) -> &'static Encoding {
+    if let Some((enc, _)) = Encoding::for_bom(head) {
+        return enc;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => encoding_rs::UTF_8,
+        // A multi-byte character cut by the end of the sample is not evidence against UTF-8.
+        Err(e) if e.error_len().is_none() => encoding_rs::UTF_8,
+        Err(_) => encoding_rs::GB18030,
+    }
+}
+
+pub(super) fn utf16_from_bom(head: &[u8]) -> &'static Encoding {
+    match Encoding::for_bom(head) {
+        Some((enc, _)) if enc == encoding_rs::UTF_16BE => enc,
+        _ => encoding_rs::UTF_16LE,
+    }
+}
+
+impl CsvRows {
+    pub(super) fn new(
+        file: File,
+        head: Vec<u8>,
+        encoding: &'static Encoding,
+        delimiter: Option<char>,
+    ) -> std::io::Result<CsvRows> {
+        let bom_len = match Encoding::for_bom(&head) {
+            Some((enc, len)) if enc == encoding => len,
+            _ => 0,
+        };
+        let (sample, _) = encoding.decode_without_bom_handling(&head[bom_len..]);
+        let delimiter = delimiter.map_or_else(|| detect_delimiter(&sample), |d| d as u8);
+        let raw: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(file));
+        let source: Box<dyn Read + Send> = if encoding == encoding_rs::UTF_8 {
+            let mut r = raw;
+            let mut skip = vec![0u8; bom_len];
+            r.read_exact(&mut skip)?;
+            r
+        } else {
+            Box::new(
+                encoding_rs_io::DecodeReaderBytesBuilder::new()
+                    .encoding(Some(encoding))
+                    .bom_override(true)
+                    .strip_bom(true)
+                    .build(raw),
+            )
+        };
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            // Line ends on `\n` only: csv's CRLF mode miscounts line numbers; a trailing `\r` is
+            // removed from the last field below.
+            .terminator(csv::Terminator::Any(b'\n'))
+            .buffer_capacity(256 * 1024)
+            .from_reader(source);
+        Ok(CsvRows {
+            reader,
+            record: csv::ByteRecord::new(),
+            encoding,
+            delimiter,
+            embedded_newlines: 0,
+        })
+    }
+
+    pub(super) fn encoding_name(&self) -> &'static str {
+        self.encoding.name()
+    }
+
+    pub(super) fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    pub(super) fn next_row(&mut self, row: &mut RawRow) -> std::io::Result<bool> {
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => return Ok(false),
+            Ok(true) => {}
+            Err(e) => {
+                return match e.into_kind() {
+                    csv::ErrorKind::Io(io) => Err(io),
+                    other => Err(std::io::Error::other(format!("{other:?}"))),
+                };
+            }
+        }
+        let line = self.record.position().map_or(0, |p| p.line());
+        row.number = line.saturating_sub(self.embedded_newlines);
+        let fields = self.record.len();
+        row.cells.resize_with(fields, Default::default);
+        for (i, (cell, mut field)) in row.cells.iter_mut().zip(self.record.iter()).enumerate() {
+            if i + 1 == fields {
+                field = field.strip_suffix(b"\r").unwrap_or(field);
+            }
+            cell.text.clear();
+            match std::str::from_utf8(field) {
+                Ok(s) => cell.text.push_str(s),
+                // Invalid bytes become U+FFFD, which validation reports at this row and column.
+                Err(_) => cell.text.push_str(&String::from_utf8_lossy(field)),
+            }
+            let newlines = field.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.embedded_newlines += newlines;
+            cell.kind = if cell.text.trim().is_empty() {
+                CellKind::Empty
+            } else {
+                CellKind::Text
+            };
+        }
+        // Excel leaves trailing empty columns; they carry nothing.
+        while row.cells.last().is_some_and(|c| c.kind == CellKind::Empty) {
+            row.cells.pop();
+        }
+        Ok(true)
+    }
+}
+
+/// The candidate that splits the first lines most consistently, ignoring quoted text.
+fn detect_delimiter(sample: &str) -> u8 {
+    let lines: Vec<&str> = sample
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(30)
+        .collect();
+    let mut best = (0usize, 0usize, b',');
+    for cand in [b',', b';', b'\t', b'|'] {
+        let counts: Vec<usize> = lines.iter().map(|l| count_unquoted(l, cand)).collect();
+        let mut freq = std::collections::HashMap::new();
+        for &c in counts.iter().filter(|&&c| c > 0) {
+            *freq.entry(c).or_insert(0usize) += 1;
+        }
+        if let Some((&mode, &n)) = freq.iter().max_by_key(|&(c, n)| (*n, *c)) {
+            if (n, mode) > (best.0, best.1) {
+                best = (n, mode, cand);
+            }
+        }
+    }
+    best.2
+}
+
+fn count_unquoted(line: &str, delim: u8) -> usize {
+    let mut quoted = false;
+    let mut n = 0;
+    for &b in line.as_bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == delim && !quoted {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_are_detected() {
+        assert_eq!(detect_encoding(b"\xEF\xBB\xBFname"), encoding_rs::UTF_8);
+        assert_eq!(detect_encoding(b"\xFF\xFEn\x00"), encoding_rs::UTF_16LE);
+        assert_eq!(detect_encoding(b"\xFE\xFF\x00n"), encoding_rs::UTF_16BE);
+        assert_eq!(detect_encoding("姓名,金额".as_bytes()), encoding_rs::UTF_8);
+        let (gbk, _, _) = encoding_rs::GBK.encode("姓名,金额");
+        assert_eq!(detect_encoding(&gbk), encoding_rs::GB18030);
+        // A UTF-8 character cut at the end of the sample.
+        let mut cut = "名".as_bytes().to_vec();
+        cut.pop();
+        assert_eq!(detect_encoding(&cut), encoding_rs::UTF_8);
+    }
+
+    #[test]
+    fn delimiters_are_detected() {
+        assert_eq!(detect_delimiter("a,b,c\n1,2,3\n"), b',');
+        assert_eq!(detect_delimiter("a;b;c\n1,5;2;3\n"), b';');
+        assert_eq!(detect_delimiter("a\tb\tc\n1\t2\t3\n"), b'\t');
+        assert_eq!(detect_delimiter("a|b|c\n\"x,y,z\"|2|3\n"), b'|');
+        assert_eq!(detect_delimiter("title only\n"), b',');
+    }
+}

@@ -1,0 +1,217 @@
+//! Spreadsheet rows (.xlsx, .xls, .ods) through calamine, with the sheet chosen by name or the
+//! first one. Zip containers are measured before they are unpacked.
+
+use super::{CellKind, IntakeError, RawRow, SourceFormat};
+use crate::config::Channel;
+use calamine::{Data, Range, Reader, Sheets};
+use std::io::Cursor;
+use std::path::Path;
+
+pub(super) struct SheetRows {
+    range: Range<Data>,
+    /// Absolute 0-based row and column of the range's first cell.
+    first_row: u32,
+    first_col: u32,
+    next: usize,
+}
+
+impl SheetRows {
+    pub(super) fn next_row(&mut self, row: &mut RawRow) -> bool {
+        let Some(cells) = self.range.rows().nth(self.next) else {
+            return false;
+        };
+        // Columns left of the range are empty; keep them so that indexes are spreadsheet columns.
+        let offset = self.first_col as usize;
+        row.number = u64::from(self.first_row) + self.next as u64 + 1;
+        self.next += 1;
+        row.cells
+            .resize_with(offset + cells.len(), Default::default);
+        for cell in &mut row.cells[..offset] {
+            cell.text.clear();
+            cell.kind = CellKind::Empty;
+        }
+        for (cell, data) in row.cells[offset..].iter_mut().zip(cells) {
+            cell.text.clear();
+            cell.kind = fill(&mut cell.text, data);
+        }
+        while row.cells.last().is_some_and(|c| c.kind == CellKind::Empty) {
+            row.cells.pop();
+        }
+        true
+    }
+}
+
+fn fill(text: &mut String, data: &Data) -> CellKind {
+    use std::fmt::Write;
+    match data {
+        Data::Empty => CellKind::Empty,
+        Data::String(s) => {
+            text.push_str(s);
+            if s.trim().is_empty() {
+                CellKind::Empty
+            } else {
+                CellKind::Text
+            }
+        }
+        Data::Int(i) => {
+            let _ = write!(text, "{i}");
+            CellKind::Number
+        }
+        // Rust prints the shortest decimal that reads back as the same double: 8800.5 stays
+        // "8800.5", and a formula result like 1234.5650000001 keeps its tell-tale digits.
+        Data::Float(f) => {
+            let _ = write!(text, "{f}");
+            CellKind::Number
+        }
+        Data::Bool(b) => {
+            text.push_str(if *b { "TRUE" } else { "FALSE" });
+            CellKind::Bool
+        }
+        Data::DateTime(dt) if dt.is_datetime() => match dt.as_datetime() {
+            Some(d) => {
+                let _ = write!(text, "{}", d.date().format("%Y-%m-%d"));
+                CellKind::Date
+            }
+            None => {
+                let _ = write!(text, "{}", dt.as_f64());
+                CellKind::Number
+            }
+        },
+        Data::DateTime(dt) => {
+            let _ = write!(text, "{}", dt.as_f64());
+            CellKind::Number
+        }
+        Data::DateTimeIso(s) => {
+            text.push_str(s.get(..10).unwrap_or(s));
+            CellKind::Date
+        }
+        Data::DurationIso(s) => {
+            text.push_str(s);
+            CellKind::Text
+        }
+        Data::Error(e) => {
+            let _ = write!(text, "#{e:?}");
+            CellKind::Error
+        }
+    }
+}
+
+pub(super) fn open(
+    path: &Path,
+    bytes: Vec<u8>,
+    is_zip: bool,
+    channel: &Channel,
+) -> Result<(SheetRows, SourceFormat), IntakeError> {
+    let corrupt = |detail: String| IntakeError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if is_zip {
+        check_zip(path, &bytes, channel.limits.max_unpacked_bytes)?;
+    } else if looks_encrypted_ole(&bytes) {
+        return Err(IntakeError::Encrypted {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut book: Sheets<Cursor<Vec<u8>>> =
+        calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(|e| match e {
+            calamine::Error::Xls(calamine::XlsError::Password) => IntakeError::Encrypted {
+                path: path.to_path_buf(),
+            },
+            e => corrupt(e.to_string()),
+        })?;
+    let names = book.sheet_names();
+    let sheet = match &channel.sheet {
+        Some(want) => names
+            .iter()
+            .find(|n| n.as_str() == want || n.trim().eq_ignore_ascii_case(want.trim()))
+            .cloned()
+            .ok_or_else(|| IntakeError::NoSuchSheet {
+                path: path.to_path_buf(),
+                sheet: want.clone(),
+                available: names.join(", "),
+            })?,
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| corrupt("it has no sheets".into()))?,
+    };
+    let range = book.worksheet_range(&sheet).map_err(|e| match e {
+        calamine::Error::Xls(calamine::XlsError::Password) => IntakeError::Encrypted {
+            path: path.to_path_buf(),
+        },
+        e => corrupt(format!("sheet `{sheet}`: {e}")),
+    })?;
+    let (first_row, first_col) = range.start().unwrap_or((0, 0));
+    if range.height() as u64 > channel.limits.max_rows.saturating_add(50) {
+        return Err(IntakeError::TooManyRows {
+            path: path.to_path_buf(),
+            limit: channel.limits.max_rows,
+        });
+    }
+    let format = match book {
+        Sheets::Xlsx(_) | Sheets::Xlsb(_) => SourceFormat::Xlsx { sheet },
+        Sheets::Xls(_) => SourceFormat::Xls { sheet },
+        Sheets::Ods(_) => SourceFormat::Ods { sheet },
+    };
+    Ok((
+        SheetRows {
+            range,
+            first_row,
+            first_col,
+            next: 0,
+        },
+        format,
+    ))
+}
+
+/// Refuses a zip whose declared content is larger than the limit, or whose entries claim an
+/// impossible compression ratio, before calamine unpacks anything.
+fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
+    let corrupt = |e: zip::result::ZipError| IntakeError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("not a valid zip container: {e}"),
+    };
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
+    let mut total: u64 = 0;
+    let mut names = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        // Sizes from the central directory; nothing is decompressed here.
+        let entry = archive.by_index_raw(i).map_err(corrupt)?;
+        total = total.saturating_add(entry.size());
+        names.push(entry.name().map(|n| n.to_string()).unwrap_or_default());
+    }
+    if total > limit {
+        return Err(IntakeError::UnpackedTooLarge {
+            path: path.to_path_buf(),
+            size: total,
+            limit,
+        });
+    }
+    let is_xlsx = names.iter().any(|n| n.starts_with("xl/"));
+    let is_ods = names.iter().any(|n| n == "content.xml");
+    if !is_xlsx && !is_ods {
+        let what = if names.iter().any(|n| n.starts_with("word/")) {
+            "a Word document"
+        } else if names.iter().any(|n| n.starts_with("ppt/")) {
+            "a PowerPoint presentation"
+        } else {
+            "a zip archive"
+        };
+        return Err(IntakeError::NotASpreadsheet {
+            path: path.to_path_buf(),
+            what: what.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Office encrypts .xlsx files by wrapping them in an OLE container with an `EncryptionInfo`
+/// stream; the stream name is stored in UTF-16.
+fn looks_encrypted_ole(bytes: &[u8]) -> bool {
+    let needle: Vec<u8> = "EncryptionInfo"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    bytes.windows(needle.len()).any(|w| w == needle.as_slice())
+}

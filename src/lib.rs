@@ -1,0 +1,13 @@
+//! paygate: a bank host-to-host payment gateway. Payroll and supplier files come in through
+//! watched folders; validated, approved batches go to the bank in its format; the bank's status
+//! reports come back and are reconciled onto every payment.
+//!
+//! The modules mirror the pipeline; see ARCHITECTURE.md for the data flow and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod finding;
+pub mod intake;
+pub mod model;
+pub mod store;
+pub mod validate;

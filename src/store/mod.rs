@@ -1,0 +1,475 @@
+//! The store: every SQL statement of paygate lives in this module, nowhere else.
+//!
+//! SQLite (WAL, synchronous=FULL) is the embedded default. Other modules see only `Store` and
+//! plain Rust values, so a PostgreSQL backend can be added behind the same methods.
+//! State changes are applied with `WHERE state = <expected>` together with their history and
+//! audit rows in one transaction: a change is either durable and audited, or not made.
+
+use crate::model::{Account, BankId, BatchState, Event, IllegalTransition, Payment};
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("only sqlite: URLs are supported by this build (got `{0}`)")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error(
+        "batch {batch} is no longer `{expected}` (another process changed it); nothing was changed"
+    )]
+    Conflict { batch: i64, expected: BatchState },
+    #[error("no batch {0}")]
+    NoSuchBatch(i64),
+    #[error("the stored state `{0}` is not a known batch state")]
+    BadState(String),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A recorded input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: i64,
+    /// False when the same content was already recorded for the channel: do not process it again.
+    pub new: bool,
+    pub first_name: String,
+    pub first_seen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRow {
+    pub id: i64,
+    pub file_id: i64,
+    pub channel: String,
+    pub bank: String,
+    pub state: BatchState,
+    pub msg_id: Option<String>,
+    pub payment_count: i64,
+}
+
+/// One entry of the audit trail, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub batch_id: Option<i64>,
+    pub details: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit trail is broken at entry {seq}: {why}")]
+pub struct AuditBroken {
+    pub seq: i64,
+    pub why: String,
+}
+
+fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn audit_hash(
+    prev: &str,
+    seq: i64,
+    at: &str,
+    actor: &str,
+    action: &str,
+    batch: Option<i64>,
+    details: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        &seq.to_string(),
+        at,
+        actor,
+        action,
+        &batch.map_or(String::new(), |b| b.to_string()),
+        details,
+    ] {
+        // Length-prefixed, so that moving text between fields changes the hash.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+impl Store {
+    /// Opens (creating when missing) and migrates the database at `url` (`sqlite://PATH`).
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        }
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|source| StoreError::Open {
+                url: url.to_string(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: url.to_string(),
+                source,
+            })?;
+        sqlx::migrate!("./src/store/migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records an input file by content. The same content seen again on the same channel is
+    /// reported as not new, whatever its name: it is never processed twice.
+    pub async fn record_file(
+        &self,
+        channel: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO files (channel, name, sha256, size, received_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (channel, sha256) DO NOTHING",
+        )
+        .bind(channel)
+        .bind(name)
+        .bind(sha256)
+        .bind(size as i64)
+        .bind(ts(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(
+            "SELECT id, name, received_at FROM files WHERE channel = $1 AND sha256 = $2",
+        )
+        .bind(channel)
+        .bind(sha256)
+        .fetch_one(&mut *tx)
+        .await?;
+        let rec = FileRecord {
+            id: row.get(0),
+            new: inserted,
+            first_name: row.get(1),
+            first_seen: row.get(2),
+        };
+        if inserted {
+            append_audit(
+                &mut tx,
+                at,
+                "paygate",
+                "file.received",
+                None,
+                &format!("channel={channel} name={name} sha256={sha256} size={size}"),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Creates the batch of a file, in state `received`, with all its payments, in one
+    /// transaction. Payments without an end-to-end id get `<batch>-<row>`.
+    pub async fn create_batch(
+        &self,
+        file_id: i64,
+        channel: &str,
+        bank: &str,
+        payments: &[Payment],
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = ts(at);
+        let id: i64 = sqlx::query(
+            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+        )
+        .bind(file_id)
+        .bind(channel)
+        .bind(bank)
+        .bind(BatchState::Received.as_str())
+        .bind(payments.len() as i64)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        for p in payments {
+            let (acct_type, acct) = match &p.creditor_account {
+                Account::Iban(i) => ("iban", i.as_str()),
+                Account::Domestic(d) => ("domestic", d.as_str()),
+            };
+            let (agent_type, agent) = match &p.creditor_agent {
+                Some(BankId::Bic(b)) => (Some("bic"), Some(b.as_str())),
+                Some(BankId::Cnaps(c)) => (Some("cnaps"), Some(c.as_str())),
+                None => (None, None),
+            };
+            let e2e = p
+                .end_to_end_id
+                .clone()
+                .unwrap_or_else(|| format!("PG{id}-{}", p.row));
+            sqlx::query(
+                "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
+                    agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(id)
+            .bind(p.row as i64)
+            .bind(e2e)
+            .bind(&p.creditor_name)
+            .bind(acct_type)
+            .bind(acct)
+            .bind(agent_type)
+            .bind(agent)
+            .bind(&p.creditor_bank_name)
+            .bind(p.amount.minor_units())
+            .bind(p.amount.currency().as_str())
+            .bind(&p.remittance)
+            .bind(p.execution_date.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO state_history (batch_id, from_state, to_state, event, at) VALUES ($1, NULL, $2, 'created', $3)",
+        )
+        .bind(id)
+        .bind(BatchState::Received.as_str())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            actor,
+            "batch.created",
+            Some(id),
+            &format!(
+                "file_id={file_id} channel={channel} bank={bank} payments={}",
+                payments.len()
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Applies `event` to a batch that is in state `expected`, through `BatchState::on`, with a
+    /// history row and an audit entry, all in one transaction. Fails without changing anything
+    /// when the move is illegal or the batch is no longer in `expected`.
+    pub async fn transition(
+        &self,
+        batch: i64,
+        expected: BatchState,
+        event: &Event,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<BatchState, StoreError> {
+        let next = expected.on(event)?;
+        let mut tx = self.pool.begin().await?;
+        let now = ts(at);
+        let changed = sqlx::query(
+            "UPDATE batches SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+        )
+        .bind(next.as_str())
+        .bind(&now)
+        .bind(batch)
+        .bind(expected.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(StoreError::Conflict { batch, expected });
+        }
+        sqlx::query(
+            "INSERT INTO state_history (batch_id, from_state, to_state, event, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(batch)
+        .bind(expected.as_str())
+        .bind(next.as_str())
+        .bind(event.name())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            actor,
+            &format!("batch.{}", event.name()),
+            Some(batch),
+            &format!("{expected} -> {next}; {event:?}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub async fn batch(&self, id: i64) -> Result<BatchRow, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, file_id, channel, bank, state, msg_id, payment_count FROM batches WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NoSuchBatch(id))?;
+        let state: String = row.get(4);
+        Ok(BatchRow {
+            id: row.get(0),
+            file_id: row.get(1),
+            channel: row.get(2),
+            bank: row.get(3),
+            state: BatchState::parse(&state).ok_or(StoreError::BadState(state))?,
+            msg_id: row.get(5),
+            payment_count: row.get(6),
+        })
+    }
+
+    /// Sum of a batch's payments per currency, in minor units, computed from the stored rows.
+    pub async fn batch_totals(&self, id: i64) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT currency, SUM(amount_minor), COUNT(*) FROM payments WHERE batch_id = $1 GROUP BY currency ORDER BY currency",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// States a batch went through, oldest first.
+    pub async fn batch_history(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(Option<String>, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT from_state, to_state, event FROM state_history WHERE batch_id = $1 AND payment_id IS NULL ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, at, actor, action, batch_id, details FROM audit ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                seq: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                action: r.get(3),
+                batch_id: r.get(4),
+                details: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Recomputes the hash chain. Returns the number of entries, or where it breaks.
+    pub async fn verify_audit(&self) -> Result<Result<u64, AuditBroken>, StoreError> {
+        let rows = sqlx::query("SELECT seq, at, actor, action, batch_id, details, prev_hash, hash FROM audit ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut prev = GENESIS.to_string();
+        let mut expected_seq = 1i64;
+        for r in &rows {
+            let seq: i64 = r.get(0);
+            let prev_hash: String = r.get(6);
+            let hash: String = r.get(7);
+            if seq != expected_seq {
+                return Ok(Err(AuditBroken {
+                    seq,
+                    why: format!("entry {expected_seq} is missing"),
+                }));
+            }
+            if prev_hash != prev {
+                return Ok(Err(AuditBroken {
+                    seq,
+                    why: "it does not follow the previous entry".into(),
+                }));
+            }
+            let want = audit_hash(&prev, seq, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            if want != hash {
+                return Ok(Err(AuditBroken {
+                    seq,
+                    why: "its content was changed after it was written".into(),
+                }));
+            }
+            prev = hash;
+            expected_seq += 1;
+        }
+        Ok(Ok(rows.len() as u64))
+    }
+}
+
+async fn append_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    batch: Option<i64>,
+    details: &str,
+) -> Result<(), StoreError> {
+    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (prev_seq, prev_hash): (i64, String) = match last {
+        Some(r) => (r.get(0), r.get(1)),
+        None => (0, GENESIS.to_string()),
+    };
+    let seq = prev_seq + 1;
+    let at = ts(at);
+    let hash = audit_hash(&prev_hash, seq, &at, actor, action, batch, details);
+    sqlx::query(
+        "INSERT INTO audit (seq, at, actor, action, batch_id, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(batch)
+    .bind(details)
+    .bind(prev_hash)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,261 @@
+//! Store tests on a real SQLite file.
+
+use super::*;
+use crate::model::{Currency, DomesticAccount, Money, Outcome};
+use chrono::{NaiveDate, TimeZone};
+
+fn at(min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 9, min, 0).unwrap()
+}
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+    let store = Store::open(&url).await.unwrap();
+    (dir, store)
+}
+
+fn payment(row: u64, minor: i64) -> Payment {
+    Payment {
+        row,
+        end_to_end_id: None,
+        creditor_name: "张伟".into(),
+        creditor_account: Account::Domestic(
+            DomesticAccount::parse("6222021001123456789", 8, 32).unwrap(),
+        ),
+        creditor_agent: Some(BankId::Cnaps(
+            crate::model::Cnaps::parse("102290002916").unwrap(),
+        )),
+        creditor_bank_name: Some("中国工商银行上海市分行营业部".into()),
+        amount: Money::from_minor_units(minor, Currency::CNY),
+        remittance: Some("Salary 2026-11".into()),
+        execution_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+    }
+}
+
+const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[tokio::test]
+async fn the_same_content_is_recorded_once_whatever_its_name() {
+    let (_dir, store) = fresh().await;
+    let first = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    assert!(first.new);
+    let again = store
+        .record_file("payroll", "nov (copy).csv", SHA, 10, at(1))
+        .await
+        .unwrap();
+    assert!(!again.new);
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.first_name, "nov.csv");
+    // Another channel may legitimately receive the same bytes.
+    let other = store
+        .record_file("supplier", "nov.csv", SHA, 10, at(2))
+        .await
+        .unwrap();
+    assert!(other.new);
+}
+
+#[tokio::test]
+async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transitions() {
+    let (dir, store) = fresh().await;
+    let file = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let payments = vec![payment(2, 880_050), payment(3, 1_234_567)];
+    let id = store
+        .create_batch(file.id, "payroll", "icbc", &payments, "paygate", at(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.batch_totals(id).await.unwrap(),
+        vec![("CNY".to_string(), 2_114_617, 2)]
+    );
+
+    let s = store
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: 0 },
+            "paygate",
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, BatchState::AwaitingApproval);
+    // A second process still believing the batch is `received` changes nothing.
+    let stale = store
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: 0 },
+            "paygate",
+            at(3),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    // Illegal moves are refused before touching the database.
+    let illegal = store
+        .transition(
+            id,
+            BatchState::AwaitingApproval,
+            &Event::UploadStarted,
+            "ops",
+            at(3),
+        )
+        .await;
+    assert!(
+        matches!(illegal, Err(StoreError::Illegal(_))),
+        "{illegal:?}"
+    );
+    assert_eq!(
+        store.batch(id).await.unwrap().state,
+        BatchState::AwaitingApproval
+    );
+    let s = store
+        .transition(
+            id,
+            s,
+            &Event::Approved {
+                policy_satisfied: true,
+            },
+            "li.na",
+            at(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, BatchState::Approved);
+    assert_eq!(
+        store.batch_history(id).await.unwrap(),
+        vec![
+            (None, "received".into(), "created".into()),
+            (
+                Some("received".into()),
+                "awaiting_approval".into(),
+                "validated".into()
+            ),
+            (
+                Some("awaiting_approval".into()),
+                "approved".into(),
+                "approved".into()
+            ),
+        ]
+    );
+    // Durable: a new connection to the same file sees the same state.
+    store.close().await;
+    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+    let reopened = Store::open(&url).await.unwrap();
+    assert_eq!(
+        reopened.batch(id).await.unwrap().state,
+        BatchState::Approved
+    );
+    let s = reopened
+        .transition(id, BatchState::Approved, &Event::Sealed, "paygate", at(5))
+        .await
+        .unwrap();
+    let s = reopened
+        .transition(id, s, &Event::UploadStarted, "paygate", at(6))
+        .await
+        .unwrap();
+    let s = reopened
+        .transition(id, s, &Event::Outcome(Outcome::Accepted), "bank", at(7))
+        .await
+        .unwrap();
+    assert_eq!(s, BatchState::Accepted);
+}
+
+#[tokio::test]
+async fn audit_trail_is_chained_append_only_and_tampering_is_detected() {
+    let (_dir, store) = fresh().await;
+    let file = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let id = store
+        .create_batch(
+            file.id,
+            "payroll",
+            "icbc",
+            &[payment(2, 100)],
+            "paygate",
+            at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: 0 },
+            "paygate",
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(3));
+    let actions: Vec<String> = store
+        .audit_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["file.received", "batch.created", "batch.validated"]
+    );
+
+    // The triggers refuse edits through SQL...
+    let edit = sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        .execute(&store.pool)
+        .await;
+    assert!(edit.unwrap_err().to_string().contains("append-only"));
+    let del = sqlx::query("DELETE FROM audit WHERE seq = 3")
+        .execute(&store.pool)
+        .await;
+    assert!(del.is_err());
+    // ...and someone who drops them is still caught by the hash chain.
+    sqlx::query("DROP TRIGGER audit_no_update")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let broken = store.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 2);
+    assert!(broken.why.contains("changed"), "{broken}");
+}
+
+#[tokio::test]
+async fn amounts_are_never_stored_as_floating_point() {
+    let (_dir, store) = fresh().await;
+    let file = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    store
+        .create_batch(
+            file.id,
+            "payroll",
+            "icbc",
+            &[payment(2, 10)],
+            "paygate",
+            at(1),
+        )
+        .await
+        .unwrap();
+    let kind: String = sqlx::query("SELECT typeof(amount_minor) FROM payments")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "integer");
+}

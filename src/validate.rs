@@ -1,0 +1,1151 @@
+//! Validation: turns raw rows into payments and reports every problem, located by spreadsheet
+//! row and column. Pure: the caller reads the file (intake) and decides what to do with the
+//! payments; the clock comes in as `Rules::today`. Never stops at the first error.
+
+use crate::config::{AmountLimit, Config, DomesticBankCode};
+use crate::finding::{ColumnRef, Finding, Severity};
+use crate::intake::columns::{self, Field, Mapping};
+use crate::intake::{CellKind, IntakeError, RawRow, SourceFormat, Table};
+use crate::model::charset::{self, CharChange, Charset};
+use crate::model::{
+    Account, AccountProblem, AmountProblem, BankId, Bic, ChannelKind, Cnaps, Currency,
+    DomesticAccount, Iban, Money, Payment, parse_decimal,
+};
+use chrono::{Datelike, NaiveDate, Weekday};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
+
+/// How many rows from the top are searched for the header.
+const HEADER_SEARCH_ROWS: usize = 30;
+
+/// Everything validation needs to know, resolved from the config once per file.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub channel: String,
+    pub kind: ChannelKind,
+    pub bank: String,
+    pub charset: Charset,
+    pub max_name_length: usize,
+    pub max_remittance_length: usize,
+    pub domestic_digits: (usize, usize),
+    pub domestic_bank_code: DomesticBankCode,
+    pub require_bic: bool,
+    pub currencies: Vec<Currency>,
+    pub default_currency: Currency,
+    pub decimal_comma: bool,
+    pub date_format: Option<String>,
+    pub today: NaiveDate,
+    pub default_date: NaiveDate,
+    pub max_days_ahead: u32,
+    pub max_amount: Option<AmountLimit>,
+    pub duplicate_rows: Severity,
+    pub holidays: Vec<NaiveDate>,
+}
+
+impl Rules {
+    /// Rules for `channel` (which must exist in `cfg`) as of `today`.
+    pub fn new(cfg: &Config, channel: &str, today: NaiveDate) -> Option<Rules> {
+        let ch = cfg.channel(channel)?;
+        let bank = cfg.banks.get(&ch.bank)?;
+        let debtor = cfg.company.accounts.get(&ch.debtor_account)?;
+        Some(Rules {
+            channel: channel.to_string(),
+            kind: ch.kind,
+            bank: ch.bank.clone(),
+            charset: bank.charset,
+            max_name_length: bank.max_name_length,
+            max_remittance_length: bank.max_remittance_length,
+            domestic_digits: (
+                bank.domestic_account_digits[0],
+                bank.domestic_account_digits[1],
+            ),
+            domestic_bank_code: bank.domestic_bank_code,
+            require_bic: bank.require_bic,
+            currencies: bank.currencies.clone(),
+            default_currency: ch.currency.unwrap_or(debtor.currency),
+            decimal_comma: ch.decimal_comma,
+            date_format: ch.date_format.clone(),
+            today,
+            default_date: cfg.default_execution_date(ch, today),
+            max_days_ahead: ch.limits.max_days_ahead,
+            max_amount: ch.limits.max_amount.clone(),
+            duplicate_rows: ch.duplicate_rows,
+            holidays: cfg.paygate.holidays.clone(),
+        })
+    }
+}
+
+/// The outcome of validating one file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub file: PathBuf,
+    pub channel: String,
+    pub format: SourceFormat,
+    pub header_row: Option<u64>,
+    /// Columns used, as header -> field.
+    pub columns: Vec<(ColumnRef, &'static str)>,
+    /// Columns present in the file and not used.
+    pub ignored_columns: Vec<ColumnRef>,
+    /// Data rows read (blank rows and a totals row not counted).
+    pub rows: u64,
+    /// Rows that became valid payments.
+    pub payments: u64,
+    /// Sum of the valid payments per currency.
+    pub totals: BTreeMap<Currency, Decimal>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count()
+    }
+}
+
+/// Reads `table` to the end, validating every row; each valid payment goes to `sink`.
+/// Only an unreadable file is an `Err`; problems in the content are findings in the report.
+pub fn validate_table(
+    table: &mut Table,
+    rules: &Rules,
+    channel: &crate::config::Channel,
+    mut sink: impl FnMut(Payment),
+) -> Result<Report, IntakeError> {
+    let mut report = Report {
+        file: table.path.clone(),
+        channel: rules.channel.clone(),
+        format: table.format.clone(),
+        header_row: None,
+        columns: vec![],
+        ignored_columns: vec![],
+        rows: 0,
+        payments: 0,
+        totals: BTreeMap::new(),
+        findings: vec![],
+    };
+    // The header is searched among the first non-blank rows; they are kept to be processed after.
+    let mut top: Vec<RawRow> = Vec::new();
+    let mut row = RawRow::default();
+    while top.len() < HEADER_SEARCH_ROWS && table.next_row(&mut row)? {
+        if !row.is_blank() {
+            top.push(row.clone());
+        }
+    }
+    if top.is_empty() {
+        report.findings.push(Finding::error(
+            "file.empty",
+            "the file is empty: it has no header and no payment rows",
+        ));
+        return Ok(report);
+    }
+    let (header_idx, mapping) = match columns::find_header(&top, channel, &rules.channel) {
+        Ok(found) => found,
+        Err(findings) => {
+            report.findings = findings;
+            return Ok(report);
+        }
+    };
+    report.header_row = Some(mapping.header_row);
+    report.columns = mapping
+        .used()
+        .into_iter()
+        .map(|(c, f)| (c, f.key()))
+        .collect();
+    report.ignored_columns = mapping.ignored();
+    let mut v = Validator::new(rules, mapping);
+    for title in &top[..header_idx] {
+        v.declared_in_title(title);
+    }
+    for r in &top[header_idx + 1..] {
+        if let Some(p) = v.row(r) {
+            sink(p);
+        }
+    }
+    while table.next_row(&mut row)? {
+        if let Some(p) = v.row(&row) {
+            sink(p);
+        }
+    }
+    v.finish(&mut report);
+    Ok(report)
+}
+
+/// Totals the file declares about itself (a "合计" trailer row or a total cell above the header).
+#[derive(Debug, Default)]
+struct Declared {
+    total: Option<(Decimal, u64, ColumnRef, String)>,
+    count: Option<(u64, u64, ColumnRef, String)>,
+}
+
+const TOTAL_LABELS: &[&str] = &[
+    "合计",
+    "总计",
+    "合计金额",
+    "总金额",
+    "金额合计",
+    "付款总额",
+    "总额",
+    "total",
+    "totals",
+    "totalamount",
+    "grandtotal",
+    "controlsum",
+    "sum",
+    "summe",
+];
+const COUNT_LABELS: &[&str] = &[
+    "笔数",
+    "总笔数",
+    "合计笔数",
+    "总人数",
+    "人数",
+    "count",
+    "numberofpayments",
+    "numberoftransactions",
+    "nbofpayments",
+    "transactions",
+];
+
+struct Validator<'a> {
+    rules: &'a Rules,
+    map: Mapping,
+    findings: Vec<Finding>,
+    seen_rows: HashMap<u128, u64>,
+    seen_ids: HashMap<u128, u64>,
+    hashers: (RandomState, RandomState),
+    totals: BTreeMap<Currency, Decimal>,
+    /// Sum of every parseable amount, for comparison with a declared total.
+    all_amounts: Decimal,
+    currencies_seen: Vec<Currency>,
+    rows: u64,
+    payments: u64,
+    declared: Declared,
+}
+
+impl<'a> Validator<'a> {
+    fn new(rules: &'a Rules, map: Mapping) -> Validator<'a> {
+        Validator {
+            rules,
+            map,
+            findings: Vec::new(),
+            seen_rows: HashMap::new(),
+            seen_ids: HashMap::new(),
+            hashers: (RandomState::new(), RandomState::new()),
+            totals: BTreeMap::new(),
+            all_amounts: Decimal::ZERO,
+            currencies_seen: Vec::new(),
+            rows: 0,
+            payments: 0,
+            declared: Declared::default(),
+        }
+    }
+
+    fn hash(&self, key: &impl std::hash::Hash) -> u128 {
+        (u128::from(self.hashers.0.hash_one(key)) << 64) | u128::from(self.hashers.1.hash_one(key))
+    }
+
+    /// The cell of `field` in `row`, when the field is mapped and the cell is not blank.
+    fn cell<'r>(&self, row: &'r RawRow, field: Field) -> Option<(&'r crate::intake::Cell, usize)> {
+        let idx = self.map.col(field)?;
+        row.get(idx).filter(|c| !c.is_blank()).map(|c| (c, idx))
+    }
+
+    fn at(&self, f: Finding, row: &RawRow, idx: usize, value: &str) -> Finding {
+        f.at(row.number).col(&self.map.column_ref(idx)).value(value)
+    }
+
+    /// Labels like `合计: 12,345.00` or `Total | 12345.00` in a title row.
+    fn declared_in_title(&mut self, row: &RawRow) {
+        for (i, cell) in row.cells.iter().enumerate() {
+            let (label, inline) = match cell.text.split_once([':', '：']) {
+                Some((l, v)) => (columns::normalize(l), Some(v.trim())),
+                None => (columns::normalize(&cell.text), None),
+            };
+            let value = inline
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .or_else(|| {
+                    row.cells[i + 1..]
+                        .iter()
+                        .find(|c| !c.is_blank())
+                        .map(|c| c.text.trim().to_string())
+                });
+            let Some(value) = value else { continue };
+            let col = self.map.column_ref(i);
+            if TOTAL_LABELS.contains(&label.as_str()) {
+                if let Ok(d) = parse_decimal(&value, self.rules.decimal_comma) {
+                    self.declared.total = Some((d, row.number, col, value));
+                }
+            } else if COUNT_LABELS.contains(&label.as_str())
+                && let Ok(n) = value.replace([',', ' '], "").parse::<u64>()
+            {
+                self.declared.count = Some((n, row.number, col, value));
+            }
+        }
+    }
+
+    /// A totals row: its first non-blank cell (or its name cell) says 合计 / Total.
+    fn is_totals_row(&self, row: &RawRow) -> bool {
+        let first = row.cells.iter().find(|c| !c.is_blank());
+        let name = self.cell(row, Field::Name).map(|(c, _)| c);
+        [first, name].into_iter().flatten().any(|c| {
+            let n = columns::normalize(&c.text);
+            TOTAL_LABELS.contains(&n.as_str())
+        })
+    }
+
+    fn row(&mut self, row: &RawRow) -> Option<Payment> {
+        if row.is_blank() {
+            return None;
+        }
+        if self.is_totals_row(row) {
+            if let Some((c, idx)) = self.cell(row, Field::Amount)
+                && let Ok(d) = parse_decimal(
+                    &c.text,
+                    self.rules.decimal_comma && c.kind != CellKind::Number,
+                )
+            {
+                self.declared.total =
+                    Some((d, row.number, self.map.column_ref(idx), c.text.clone()));
+            }
+            self.declared_in_title(row);
+            return None;
+        }
+        self.rows += 1;
+        let before = self.findings.len();
+        let mut errors = 0usize;
+        let mut push = |v: &mut Vec<Finding>, f: Finding| {
+            if f.severity == Severity::Error {
+                errors += 1;
+            }
+            v.push(f);
+        };
+        let mut out = std::mem::take(&mut self.findings);
+
+        for (idx, cell) in row.cells.iter().enumerate() {
+            if cell.text.contains('\u{fffd}') {
+                push(&mut out, self.at(Finding::error("encoding.invalid", "this cell has bytes that are not valid text in the file's encoding; save the file as \"CSV UTF-8\" or as .xlsx"), row, idx, &cell.text));
+            } else if cell.kind == CellKind::Error {
+                push(
+                    &mut out,
+                    self.at(
+                        Finding::error(
+                            "cell.formula_error",
+                            "the cell shows a formula error; fix the formula or type the value",
+                        ),
+                        row,
+                        idx,
+                        &cell.text,
+                    ),
+                );
+            }
+        }
+
+        let name = self.text_field(
+            row,
+            Field::Name,
+            "name",
+            self.rules.max_name_length,
+            &mut out,
+            &mut push,
+        );
+        let account = self.account(row, &mut out, &mut push);
+        let agent = self.bank_code(row, account.as_ref(), &mut out, &mut push);
+        let currency = self.currency(row, &mut out, &mut push);
+        let amount = self.amount(row, currency, &mut out, &mut push);
+        let remittance = self.text_field(
+            row,
+            Field::Reference,
+            "reference",
+            self.rules.max_remittance_length,
+            &mut out,
+            &mut push,
+        );
+        let e2e = self.end_to_end_id(row, &mut out, &mut push);
+        let date = self.execution_date(row, &mut out, &mut push);
+        let bank_name = self
+            .cell(row, Field::BankName)
+            .map(|(c, _)| c.text.trim().to_string());
+
+        if let (Some(acct), Some(m)) = (&account, &amount) {
+            let reference = remittance.as_deref().unwrap_or("");
+            let key = self.hash(&(acct.as_str(), m.currency(), m.minor_units(), reference));
+            if let Some(first) = self.seen_rows.get(&key) {
+                let f = Finding {
+                    severity: self.rules.duplicate_rows,
+                    ..Finding::error(
+                        "row.duplicate",
+                        format!("pays the same amount to the same account with the same reference as row {first}; if both payments are intended, give them different references"),
+                    )
+                }
+                .at(row.number)
+                .value(format!("rows {first} and {}", row.number));
+                push(&mut out, f);
+            } else {
+                self.seen_rows.insert(key, row.number);
+            }
+        }
+        self.findings = out;
+        let _ = before;
+        if errors > 0 {
+            return None;
+        }
+        let (Some(name), Some(account), Some(amount), Some(execution_date)) =
+            (name, account, amount, date)
+        else {
+            return None;
+        };
+        self.payments += 1;
+        *self.totals.entry(amount.currency()).or_default() += amount.amount();
+        Some(Payment {
+            row: row.number,
+            end_to_end_id: e2e,
+            creditor_name: name,
+            creditor_account: account,
+            creditor_agent: agent,
+            creditor_bank_name: bank_name,
+            amount,
+            remittance,
+            execution_date,
+        })
+    }
+
+    /// Name and reference: required (name only), character set, length.
+    fn text_field(
+        &self,
+        row: &RawRow,
+        field: Field,
+        what: &'static str,
+        max: usize,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<String> {
+        let (codes, required): ([&'static str; 4], bool) = match field {
+            Field::Name => (
+                [
+                    "name.missing",
+                    "name.transliterated",
+                    "name.charset",
+                    "name.too_long",
+                ],
+                true,
+            ),
+            _ => (
+                [
+                    "reference.missing",
+                    "reference.transliterated",
+                    "reference.charset",
+                    "reference.too_long",
+                ],
+                false,
+            ),
+        };
+        let Some((cell, idx)) = self.cell(row, field) else {
+            if required {
+                let mut f = Finding::error(codes[0], format!("the payee's {what} is missing"))
+                    .at(row.number);
+                if let Some(i) = self.map.col(field) {
+                    f = f.col(&self.map.column_ref(i)).value("");
+                }
+                push(out, f);
+            }
+            return None;
+        };
+        let text = cell.text.trim();
+        let (converted, changes) = charset::convert(text, self.rules.charset);
+        let set = match self.rules.charset {
+            Charset::SepaLatin => "the SEPA Latin character set",
+            Charset::Utf8 => "printable text",
+        };
+        let replaced: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                CharChange::Replaced { ch, with } => Some(format!("`{ch}` as `{with}`")),
+                CharChange::Unsupported { .. } => None,
+            })
+            .collect();
+        let unsupported: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                CharChange::Unsupported { ch } => {
+                    Some(format!("`{}` (U+{:04X})", ch.escape_debug(), *ch as u32))
+                }
+                CharChange::Replaced { .. } => None,
+            })
+            .collect();
+        if !replaced.is_empty() {
+            push(
+                out,
+                self.at(
+                    Finding::warning(
+                        codes[1],
+                        format!(
+                            "will be sent with {}: bank `{}` accepts only {set}",
+                            replaced.join(", "),
+                            self.rules.bank
+                        ),
+                    ),
+                    row,
+                    idx,
+                    text,
+                ),
+            );
+        }
+        if !unsupported.is_empty() {
+            push(out, self.at(Finding::error(codes[2], format!("{} cannot be sent: bank `{}` accepts only {set}; write the {what} without {}", unsupported.join(", "), self.rules.bank, if unsupported.len() == 1 { "it" } else { "them" })), row, idx, text));
+        }
+        let len = converted.chars().count();
+        if len > max {
+            push(out, self.at(Finding::error(codes[3], format!("the {what} is {len} characters long; bank `{}` accepts at most {max} — shorten it (it is never cut off silently)", self.rules.bank)), row, idx, text));
+        }
+        Some(text.to_string())
+    }
+
+    fn account(
+        &self,
+        row: &RawRow,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<Account> {
+        let Some((cell, idx)) = self.cell(row, Field::Account) else {
+            let i = self.map.col(Field::Account).unwrap_or(0);
+            push(
+                out,
+                self.at(
+                    Finding::error("account.missing", "the payee's account number is missing"),
+                    row,
+                    i,
+                    "",
+                ),
+            );
+            return None;
+        };
+        let raw = cell.text.trim();
+        if cell.kind == CellKind::Number {
+            push(out, self.at(Finding::error("account.numeric_cell", "the account number is stored as a number, so Excel has rounded it or dropped leading zeros (it shows as 6.22848E+18); format the column as Text and type the numbers again"), row, idx, raw));
+            return None;
+        }
+        if looks_scientific(raw) {
+            push(out, self.at(Finding::error("account.scientific", "the account number was damaged by Excel (scientific notation: digits are lost); in the original spreadsheet format the column as Text, type the numbers again and re-export"), row, idx, raw));
+            return None;
+        }
+        let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+        let b = compact.as_bytes();
+        if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1].is_ascii_alphabetic() {
+            return match Iban::parse(raw) {
+                Ok(i) => Some(Account::Iban(i)),
+                Err(e) => {
+                    let code = match e {
+                        AccountProblem::IbanChecksum => "iban.checksum",
+                        AccountProblem::IbanLength { .. } => "iban.length",
+                        AccountProblem::IbanCountry(_) => "iban.country",
+                        _ => "iban.format",
+                    };
+                    push(
+                        out,
+                        self.at(
+                            Finding::error(code, format!("the IBAN is not valid: {e}")),
+                            row,
+                            idx,
+                            raw,
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        let (lo, hi) = self.rules.domestic_digits;
+        match DomesticAccount::parse(raw, lo, hi) {
+            Ok(d) => {
+                if d.card_luhn_ok() == Some(false) {
+                    push(out, self.at(Finding::warning("account.luhn", "this looks like a bank card number, but its last (check) digit does not match: please double-check the number with the employee"), row, idx, raw));
+                }
+                Some(Account::Domestic(d))
+            }
+            Err(e) => {
+                let code = match e {
+                    AccountProblem::DomesticLength { .. } => "account.length",
+                    _ => "account.format",
+                };
+                let msg = match e {
+                    AccountProblem::NotDigits => {
+                        "the account is neither an IBAN nor a domestic account number (digits only)"
+                            .to_string()
+                    }
+                    e => format!("{e}"),
+                };
+                push(out, self.at(Finding::error(code, msg), row, idx, raw));
+                None
+            }
+        }
+    }
+
+    fn bank_code(
+        &self,
+        row: &RawRow,
+        account: Option<&Account>,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<BankId> {
+        let found = self.cell(row, Field::BankCode);
+        let id = match found {
+            None => None,
+            Some((cell, idx)) => {
+                let raw = cell.text.trim();
+                let digits: String = raw
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && *c != '-')
+                    .collect();
+                if digits.bytes().all(|b| b.is_ascii_digit()) {
+                    match Cnaps::parse(&digits) {
+                        Ok(c) => {
+                            if cell.kind == CellKind::Number {
+                                push(out, self.at(Finding::warning("bank_code.numeric_cell", "the bank code is stored as a number; format the column as Text so that leading zeros are kept"), row, idx, raw));
+                            }
+                            Some(BankId::Cnaps(c))
+                        }
+                        Err(_) => {
+                            push(out, self.at(Finding::error("bank_code.format", "a CNAPS bank code (联行号) has exactly 12 digits; a BIC has 8 or 11 letters and digits"), row, idx, raw));
+                            return None;
+                        }
+                    }
+                } else {
+                    match Bic::parse(raw) {
+                        Ok(b) => Some(BankId::Bic(b)),
+                        Err(e) => {
+                            let code = if matches!(e, AccountProblem::BicCountry(_)) {
+                                "bic.country"
+                            } else {
+                                "bic.format"
+                            };
+                            push(
+                                out,
+                                self.at(
+                                    Finding::error(code, format!("the BIC is not valid: {e}")),
+                                    row,
+                                    idx,
+                                    raw,
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+            }
+        };
+        let at_col = |f: Finding| match self.map.col(Field::BankCode) {
+            Some(i) => f
+                .at(row.number)
+                .col(&self.map.column_ref(i))
+                .value(found.map(|(c, _)| c.text.trim()).unwrap_or("")),
+            None => f.at(row.number),
+        };
+        match (account, &id) {
+            (Some(Account::Domestic(_)), _) => match (self.rules.domestic_bank_code, &id) {
+                (DomesticBankCode::Cnaps, None) => push(
+                    out,
+                    at_col(Finding::error(
+                        "bank_code.missing",
+                        "a domestic account needs the 12-digit CNAPS code (联行号) of the payee's bank branch",
+                    )),
+                ),
+                (DomesticBankCode::Cnaps, Some(BankId::Bic(_))) => push(
+                    out,
+                    at_col(Finding::error(
+                        "bank_code.not_cnaps",
+                        format!(
+                            "bank `{}` needs the 12-digit CNAPS code (联行号) for domestic accounts, not a BIC",
+                            self.rules.bank
+                        ),
+                    )),
+                ),
+                (DomesticBankCode::Bic, None) => push(
+                    out,
+                    at_col(Finding::error(
+                        "bic.missing",
+                        "a domestic account needs the BIC of the payee's bank",
+                    )),
+                ),
+                (DomesticBankCode::Bic, Some(BankId::Cnaps(_))) => push(
+                    out,
+                    at_col(Finding::error(
+                        "bank_code.not_bic",
+                        format!(
+                            "bank `{}` identifies banks by BIC, not by a CNAPS code",
+                            self.rules.bank
+                        ),
+                    )),
+                ),
+                _ => {}
+            },
+            (Some(Account::Iban(_)), None) if self.rules.require_bic => push(
+                out,
+                at_col(Finding::error(
+                    "bic.missing",
+                    format!(
+                        "bank `{}` needs the payee bank's BIC for IBAN payments",
+                        self.rules.bank
+                    ),
+                )),
+            ),
+            (Some(Account::Iban(_)), Some(BankId::Cnaps(_))) => push(
+                out,
+                at_col(Finding::error(
+                    "bank_code.not_bic",
+                    "an IBAN payment needs a BIC, not a CNAPS code",
+                )),
+            ),
+            _ => {}
+        }
+        id
+    }
+
+    fn currency(
+        &mut self,
+        row: &RawRow,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<Currency> {
+        let ccy = match self.cell(row, Field::Currency) {
+            None => self.rules.default_currency,
+            Some((cell, idx)) => {
+                let raw = cell.text.trim();
+                let c = match raw {
+                    "人民币" | "RMB" | "rmb" | "元" => Ok(Currency::CNY),
+                    "美元" => Ok(Currency::USD),
+                    "欧元" => Ok(Currency::EUR),
+                    _ => raw.parse::<Currency>(),
+                };
+                match c {
+                    Ok(c) if self.rules.currencies.contains(&c) => c,
+                    Ok(c) => {
+                        push(
+                            out,
+                            self.at(
+                                Finding::error(
+                                    "currency.not_allowed",
+                                    format!(
+                                        "bank `{}` does not pay {c} from this channel (it pays {})",
+                                        self.rules.bank,
+                                        self.rules
+                                            .currencies
+                                            .iter()
+                                            .map(|c| c.as_str())
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ),
+                                ),
+                                row,
+                                idx,
+                                raw,
+                            ),
+                        );
+                        return None;
+                    }
+                    Err(_) => {
+                        push(out, self.at(Finding::error("currency.unknown", "not an ISO 4217 currency code (use three letters such as CNY, EUR, USD)"), row, idx, raw));
+                        return None;
+                    }
+                }
+            }
+        };
+        if !self.currencies_seen.contains(&ccy) {
+            self.currencies_seen.push(ccy);
+        }
+        Some(ccy)
+    }
+
+    fn amount(
+        &mut self,
+        row: &RawRow,
+        currency: Option<Currency>,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<Money> {
+        let Some((cell, idx)) = self.cell(row, Field::Amount) else {
+            let i = self.map.col(Field::Amount).unwrap_or(0);
+            push(
+                out,
+                self.at(
+                    Finding::error("amount.missing", "the amount is missing"),
+                    row,
+                    i,
+                    "",
+                ),
+            );
+            return None;
+        };
+        let raw = cell.text.trim();
+        let decimal_comma = self.rules.decimal_comma && cell.kind != CellKind::Number;
+        let value = match parse_decimal(raw, decimal_comma) {
+            Ok(v) => v,
+            Err(_) => {
+                push(
+                    out,
+                    self.at(
+                        Finding::error(
+                            "amount.not_a_number",
+                            "the amount is not a number (write it like 1234.56)",
+                        ),
+                        row,
+                        idx,
+                        raw,
+                    ),
+                );
+                return None;
+            }
+        };
+        self.all_amounts += value;
+        let currency = currency?;
+        match Money::new(value, currency) {
+            Ok(m) => {
+                if let Some(max) = self
+                    .rules
+                    .max_amount
+                    .as_ref()
+                    .and_then(|l| l.for_currency(currency))
+                    && m.amount() > max
+                {
+                    push(out, self.at(Finding::error("amount.over_limit", format!("the amount is over this channel's limit of {max} {currency} per payment; such a payment must be approved and made separately")), row, idx, raw));
+                    return None;
+                }
+                Some(m)
+            }
+            Err(AmountProblem::NotPositive) => {
+                push(
+                    out,
+                    self.at(
+                        Finding::error(
+                            "amount.not_positive",
+                            "the amount must be greater than zero",
+                        ),
+                        row,
+                        idx,
+                        raw,
+                    ),
+                );
+                None
+            }
+            Err(AmountProblem::TooManyDecimals { currency, allowed }) => {
+                let msg = if allowed == 0 {
+                    format!("{currency} has no decimals: the amount must be a whole number")
+                } else {
+                    format!("{currency} allows at most {allowed} decimals")
+                };
+                push(
+                    out,
+                    self.at(
+                        Finding::error("amount.too_many_decimals", msg),
+                        row,
+                        idx,
+                        raw,
+                    ),
+                );
+                None
+            }
+            Err(AmountProblem::NotANumber) => {
+                push(
+                    out,
+                    self.at(
+                        Finding::error(
+                            "amount.not_a_number",
+                            "the amount is not a number (write it like 1234.56)",
+                        ),
+                        row,
+                        idx,
+                        raw,
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn end_to_end_id(
+        &mut self,
+        row: &RawRow,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<String> {
+        let (cell, idx) = self.cell(row, Field::EndToEndId)?;
+        let raw = cell.text.trim();
+        if raw.chars().count() > 35 {
+            push(
+                out,
+                self.at(
+                    Finding::error(
+                        "end_to_end_id.too_long",
+                        "an end-to-end id has at most 35 characters",
+                    ),
+                    row,
+                    idx,
+                    raw,
+                ),
+            );
+        }
+        let bad = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "/-?:().,'+ ".contains(*c)));
+        if let Some(c) = bad {
+            push(out, self.at(Finding::error("end_to_end_id.charset", format!("`{c}` is not allowed in an end-to-end id (letters, digits and / - ? : ( ) . , ' + only)")), row, idx, raw));
+        } else if raw.starts_with('/') || raw.ends_with('/') || raw.contains("//") {
+            push(
+                out,
+                self.at(
+                    Finding::error(
+                        "end_to_end_id.charset",
+                        "an end-to-end id must not start or end with `/` or contain `//`",
+                    ),
+                    row,
+                    idx,
+                    raw,
+                ),
+            );
+        }
+        let key = self.hash(&raw);
+        if let Some(first) = self.seen_ids.get(&key) {
+            push(out, self.at(Finding::error("end_to_end_id.duplicate", format!("this end-to-end id is already used in row {first}; each payment needs its own")), row, idx, raw));
+        } else {
+            self.seen_ids.insert(key, row.number);
+        }
+        Some(raw.to_string())
+    }
+
+    fn execution_date(
+        &self,
+        row: &RawRow,
+        out: &mut Vec<Finding>,
+        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
+    ) -> Option<NaiveDate> {
+        let Some((cell, idx)) = self.cell(row, Field::ExecutionDate) else {
+            return Some(self.rules.default_date);
+        };
+        let raw = cell.text.trim();
+        let date = match parse_date(raw, self.rules.date_format.as_deref()) {
+            Ok(d) => d,
+            Err(DateProblem::Ambiguous) => {
+                push(out, self.at(Finding::error("date.ambiguous", "the date could be day/month or month/day; write it as 2026-12-31, or set the channel's date_format"), row, idx, raw));
+                return None;
+            }
+            Err(DateProblem::Invalid) => {
+                push(
+                    out,
+                    self.at(
+                        Finding::error("date.invalid", "not a date (write it as 2026-12-31)"),
+                        row,
+                        idx,
+                        raw,
+                    ),
+                );
+                return None;
+            }
+        };
+        let r = self.rules;
+        if date < r.today {
+            push(
+                out,
+                self.at(
+                    Finding::error(
+                        "date.past",
+                        format!("the execution date is in the past (today is {})", r.today),
+                    ),
+                    row,
+                    idx,
+                    raw,
+                ),
+            );
+            return None;
+        }
+        let last = r.today + chrono::Days::new(u64::from(r.max_days_ahead));
+        if date > last {
+            push(
+                out,
+                self.at(
+                    Finding::error(
+                        "date.too_far",
+                        format!(
+                            "the execution date is more than {} days ahead (latest {last})",
+                            r.max_days_ahead
+                        ),
+                    ),
+                    row,
+                    idx,
+                    raw,
+                ),
+            );
+            return None;
+        }
+        if matches!(date.weekday(), Weekday::Sat | Weekday::Sun) || r.holidays.contains(&date) {
+            push(out, self.at(Finding::warning("date.not_business_day", "the execution date is not a business day; the bank will execute the payment on the next business day"), row, idx, raw));
+        }
+        Some(date)
+    }
+
+    fn finish(self, report: &mut Report) {
+        let mut findings = self.findings;
+        if self.rows == 0 {
+            findings.push(
+                Finding::error(
+                    "file.no_payments",
+                    "the file has a header but no payment rows",
+                )
+                .at(self.map.header_row),
+            );
+        }
+        if let Some((declared, row, col, value)) = &self.declared.total {
+            if self.currencies_seen.len() > 1 {
+                findings.push(Finding::warning("total.unchecked", "the file declares a total, but it has payments in several currencies, so the total cannot be checked").at(*row).col(col).value(value.clone()));
+            } else if *declared != self.all_amounts {
+                findings.push(Finding::error("total.mismatch", format!("the file declares a total of {declared}, but its rows add up to {}; a row is missing, extra or changed", self.all_amounts)).at(*row).col(col).value(value.clone()));
+            }
+        }
+        if let Some((declared, row, col, value)) = &self.declared.count
+            && *declared != self.rows
+        {
+            findings.push(
+                Finding::error(
+                    "count.mismatch",
+                    format!(
+                        "the file declares {declared} payments, but it has {} payment rows",
+                        self.rows
+                    ),
+                )
+                .at(*row)
+                .col(col)
+                .value(value.clone()),
+            );
+        }
+        findings.sort_by_key(|f| {
+            (
+                f.row.unwrap_or(0),
+                f.column
+                    .as_ref()
+                    .map(|c| (c.letter.len(), c.letter.clone())),
+            )
+        });
+        report.findings.extend(findings);
+        report.rows = self.rows;
+        report.payments = self.payments;
+        report.totals = self.totals;
+    }
+}
+
+/// `6.22848E+18`: what Excel writes for a long number it has already rounded.
+fn looks_scientific(s: &str) -> bool {
+    let Some((mantissa, exp)) = s.split_once(['E', 'e']) else {
+        return false;
+    };
+    let exp = exp.strip_prefix('+').unwrap_or(exp);
+    !mantissa.is_empty()
+        && mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && mantissa.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && !exp.is_empty()
+        && exp.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum DateProblem {
+    Invalid,
+    Ambiguous,
+}
+
+/// Dates as people write them. Day-first and month-first slashes are refused as ambiguous
+/// unless the channel names its format.
+fn parse_date(raw: &str, format: Option<&str>) -> Result<NaiveDate, DateProblem> {
+    if let Some(f) = format
+        && let Ok(d) = NaiveDate::parse_from_str(raw, f)
+    {
+        return Ok(d);
+    }
+    for f in [
+        "%Y-%m-%d",
+        "%Y/%m/%d",
+        "%Y.%m.%d",
+        "%Y年%m月%d日",
+        "%d.%m.%Y",
+    ] {
+        if let Ok(d) = NaiveDate::parse_from_str(raw, f) {
+            return Ok(d);
+        }
+    }
+    if raw.len() == 8
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(d) = NaiveDate::parse_from_str(raw, "%Y%m%d")
+    {
+        return Ok(d);
+    }
+    // 2026-12-15 00:00:00 from a datetime cell exported as text.
+    if let Some(d) = raw
+        .get(..10)
+        .and_then(|p| NaiveDate::parse_from_str(p, "%Y-%m-%d").ok())
+        && raw[10..].starts_with([' ', 'T'])
+    {
+        return Ok(d);
+    }
+    let parts: Vec<&str> = raw.split('/').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let (a, b) = (
+            parts[0].parse::<u32>().unwrap_or(0),
+            parts[1].parse::<u32>().unwrap_or(0),
+        );
+        if a > 12 && b <= 12 {
+            return NaiveDate::parse_from_str(raw, "%d/%m/%Y").map_err(|_| DateProblem::Invalid);
+        }
+        if b > 12 && a <= 12 {
+            return NaiveDate::parse_from_str(raw, "%m/%d/%Y").map_err(|_| DateProblem::Invalid);
+        }
+        return Err(DateProblem::Ambiguous);
+    }
+    Err(DateProblem::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn dates_people_write() {
+        assert_eq!(parse_date("2026-12-15", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("2026/12/15", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("20261215", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("15.12.2026", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("2026年12月15日", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("2026-12-15 00:00:00", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("15/12/2026", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("12/15/2026", None), Ok(d(2026, 12, 15)));
+        assert_eq!(parse_date("03/04/2026", None), Err(DateProblem::Ambiguous));
+        assert_eq!(
+            parse_date("03/04/2026", Some("%d/%m/%Y")),
+            Ok(d(2026, 4, 3))
+        );
+        assert_eq!(parse_date("2026-02-30", None), Err(DateProblem::Invalid));
+        assert_eq!(parse_date("next friday", None), Err(DateProblem::Invalid));
+    }
+
+    #[test]
+    fn scientific_notation_is_recognised() {
+        assert!(looks_scientific("6.22848E+18"));
+        assert!(looks_scientific("6.22848e18"));
+        assert!(!looks_scientific("6228480402564890018"));
+        assert!(!looks_scientific("DE89370400440532013000"));
+        assert!(!looks_scientific("E+18"));
+    }
+}
