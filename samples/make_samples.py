@@ -5,13 +5,19 @@ Run from anywhere:
 
     python3 samples/make_samples.py
 
-Writes into samples/ (next to this script) and tests/data/*/input.xlsx.
-Needs Python 3 and openpyxl (`pip install openpyxl`).
+Writes into samples/ (next to this script) and tests/data/*/input.*
+(.xlsx, .xls, .ods).
+Needs Python 3, openpyxl, xlwt (for the .xls) and msoffcrypto-tool >= 5
+(for the encrypted .xlsx):
+
+    pip install openpyxl xlwt msoffcrypto-tool
 
 Output is deterministic: every file uses its own fixed random seed, and the
-.xlsx files are re-packed with fixed zip timestamps and fixed document
+.xlsx/.ods files are (re-)packed with fixed zip timestamps and fixed document
 properties (created/modified 2026-11-01), so re-running gives byte-identical
-files (for a given openpyxl version).
+files (for a given openpyxl/xlwt version). The one exception is
+tests/data/xlsx_encrypted/input.xlsx: encryption uses random salts, so it is
+only written when it does not exist yet (delete it to regenerate).
 
 No sample carries an execution date: the gateway fills in the next business
 day itself. The only dates are in tests/data/xlsx_title_rows_dates, which
@@ -326,15 +332,22 @@ def new_workbook():
     return wb
 
 
-def save_xlsx(wb, path):
+def save_xlsx(wb, path, patches=None):
     """Save, then re-pack the zip with fixed timestamps. openpyxl always
     stamps dcterms:modified with the current time on save, so that is
-    rewritten too."""
+    rewritten too.
+
+    `path` may also be a writable binary file object. `patches` maps a zip
+    entry name to a function bytes -> bytes applied to that entry (used to
+    put in XML that openpyxl cannot write); all other entries are copied
+    unchanged."""
+    patches = patches or {}
     buf = io.BytesIO()
     wb.save(buf)
     buf.seek(0)
     stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if isinstance(path, str):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     with zipfile.ZipFile(buf) as src, \
             zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
@@ -342,6 +355,8 @@ def save_xlsx(wb, path):
             if info.filename == "docProps/core.xml":
                 data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)",
                               rb"\g<1>" + stamp + rb"\g<2>", data)
+            if info.filename in patches:
+                data = patches[info.filename](data)
             out = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
             out.compress_type = zipfile.ZIP_DEFLATED
             out.external_attr = 0o644 << 16
@@ -704,6 +719,308 @@ def write_test_sheet_by_name():
 
 
 # ---------------------------------------------------------------------------
+# 6. golden-test inputs in other containers (xls, ods, encrypted xlsx, ...)
+# ---------------------------------------------------------------------------
+
+def check_cn_test_rows(rows):
+    for name, account, code, amount in rows:
+        assert account.startswith("62") and len(account) == 19 and luhn_ok(account), account
+        assert len(code) == 12 and code.isdigit() and code[:3] in CN_BANKS, code
+        assert any(account.startswith(b) for b, _ in CN_BANKS[code[:3]][1]), (account, code)
+        if amount is not None:
+            assert amount == amount.quantize(CENT)
+        name.encode("gbk")
+
+
+def write_test_xls_legacy():
+    """Excel 97-2003 (BIFF8) workbook written by xlwt (`pip install xlwt`).
+    xlwt stores no timestamps, so the output is deterministic."""
+    import xlwt
+
+    path = os.path.join(TESTDATA, "xls_legacy", "input.xls")
+    rows = [
+        ("孙丽", "6222022901187654329", "102290002916", Decimal("10250.00")),
+        ("马超", "6217005840192837464", "105584001372", Decimal("8765.43")),
+        ("朱桂英", "6228481002773319053", "103100004158", Decimal("12000.50")),
+    ]
+    check_cn_test_rows(rows)
+    wb = xlwt.Workbook(encoding="utf-8")
+    ws = wb.add_sheet("Sheet1")
+    text = xlwt.easyxf(num_format_str="@")
+    money = xlwt.easyxf(num_format_str="#,##0.00")
+    for col, h in enumerate(TEST_HEADER):
+        ws.write(0, col, h)
+    for i, (name, account, code, amount) in enumerate(rows, 1):
+        ws.write(i, 0, name)
+        ws.write(i, 1, account, text)   # string cell (SST), text format
+        ws.write(i, 2, code, text)
+        ws.write(i, 3, float(amount), money)  # NUMBER cell
+        ws.write(i, 4, "CNY")
+    for col, w in enumerate([10, 22, 15, 12, 9]):
+        ws.col(col).width = w * 256
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    wb.save(path)
+    return path
+
+
+ODS_NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:number="urn:oasis:names:tc:opendocument:xmlns:datastyle:1.0" '
+          'xmlns:fo="urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0" '
+          'xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0" '
+          'xmlns:dc="http://purl.org/dc/elements/1.1/"')
+
+
+def _xml_escape(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def write_test_ods_calc():
+    """OpenDocument spreadsheet (as LibreOffice Calc saves it), built by
+    hand with zipfile: `mimetype` first and stored, then meta.xml,
+    styles.xml, content.xml and META-INF/manifest.xml, all with fixed
+    timestamps."""
+    path = os.path.join(TESTDATA, "ods_calc", "input.ods")
+    rows = [
+        ("胡建华", "6216612903548210765", "104290003627", Decimal("9480.00")),
+        ("郭晓东", "6222622904431982573", "301290001845", Decimal("15320.75")),
+        ("何海燕", "6212265840665028134", "102584002219", Decimal("7650.20")),
+    ]
+    check_cn_test_rows(rows)
+
+    def string_cell(value, style=None):
+        st = ' table:style-name="%s"' % style if style else ""
+        return ('<table:table-cell%s office:value-type="string"><text:p>%s</text:p>'
+                '</table:table-cell>' % (st, _xml_escape(value)))
+
+    def float_cell(amount):
+        value = format(amount.normalize(), "f")  # 9480.00 -> "9480"
+        shown = "{:,.2f}".format(amount)          # "9,480.00"
+        return ('<table:table-cell table:style-name="ce2" office:value-type="float" '
+                'office:value="%s"><text:p>%s</text:p></table:table-cell>' % (value, shown))
+
+    table_rows = ["<table:table-row>" + "".join(string_cell(h) for h in TEST_HEADER)
+                  + "</table:table-row>"]
+    for name, account, code, amount in rows:
+        table_rows.append("<table:table-row>" + string_cell(name)
+                          + string_cell(account, "ce1") + string_cell(code, "ce1")
+                          + float_cell(amount) + string_cell("CNY") + "</table:table-row>")
+
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<office:document-content %s office:version="1.2">'
+        '<office:automatic-styles>'
+        '<number:text-style style:name="N100"><number:text-content/></number:text-style>'
+        '<number:number-style style:name="N4"><number:number number:decimal-places="2" '
+        'number:min-decimal-places="2" number:min-integer-digits="1" number:grouping="true"/>'
+        '</number:number-style>'
+        '<style:style style:name="ce1" style:family="table-cell" '
+        'style:parent-style-name="Default" style:data-style-name="N100"/>'
+        '<style:style style:name="ce2" style:family="table-cell" '
+        'style:parent-style-name="Default" style:data-style-name="N4"/>'
+        '</office:automatic-styles>'
+        '<office:body><office:spreadsheet>'
+        '<table:table table:name="Sheet1">'
+        '<table:table-column table:number-columns-repeated="5" '
+        'table:default-cell-style-name="Default"/>'
+        '%s'
+        '</table:table>'
+        '</office:spreadsheet></office:body></office:document-content>\n'
+    ) % (ODS_NS, "".join(table_rows))
+    styles = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<office:document-styles %s office:version="1.2">'
+        '<office:styles><style:style style:name="Default" style:family="table-cell"/>'
+        '</office:styles></office:document-styles>\n'
+    ) % ODS_NS
+    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%S")
+    meta = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<office:document-meta %s office:version="1.2"><office:meta>'
+        '<meta:generator>paygate samples</meta:generator>'
+        '<meta:initial-creator>paygate samples</meta:initial-creator>'
+        '<meta:creation-date>%s</meta:creation-date>'
+        '<dc:creator>paygate samples</dc:creator><dc:date>%s</dc:date>'
+        '</office:meta></office:document-meta>\n'
+    ) % (ODS_NS, stamp, stamp)
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" '
+        'manifest:version="1.2">\n'
+        ' <manifest:file-entry manifest:full-path="/" manifest:version="1.2" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>\n'
+        ' <manifest:file-entry manifest:full-path="meta.xml" manifest:media-type="text/xml"/>\n'
+        ' <manifest:file-entry manifest:full-path="styles.xml" manifest:media-type="text/xml"/>\n'
+        ' <manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>\n'
+        ' <manifest:file-entry manifest:full-path="META-INF/manifest.xml" '
+        'manifest:media-type="text/xml"/>\n'
+        '</manifest:manifest>\n'
+    )
+    entries = [
+        ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet", zipfile.ZIP_STORED),
+        ("meta.xml", meta.encode("utf-8"), zipfile.ZIP_DEFLATED),
+        ("styles.xml", styles.encode("utf-8"), zipfile.ZIP_DEFLATED),
+        ("content.xml", content.encode("utf-8"), zipfile.ZIP_DEFLATED),
+        ("META-INF/manifest.xml", manifest.encode("utf-8"), zipfile.ZIP_DEFLATED),
+    ]
+    write_fixed_zip(path, entries)
+    return path
+
+
+def write_fixed_zip(path, entries):
+    """Write (name, bytes, compress_type) entries in order, fixed timestamps."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data, compress in entries:
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME.timetuple()[:6])
+            info.compress_type = compress
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+
+
+ENCRYPTED_PASSWORD = "secret"
+
+
+def write_test_xlsx_encrypted():
+    """Password-protected .xlsx as Office writes it: an OLE/CFB container
+    with EncryptionInfo (ECMA-376 Agile) and EncryptedPackage streams,
+    made with msoffcrypto-tool >= 5 (`pip install msoffcrypto-tool`).
+    Password: "secret".
+
+    NOT deterministic: the encryption uses random salts and keys, so every
+    run would give different bytes. The file is therefore only written when
+    it does not exist yet; delete it to regenerate. The inner workbook is
+    deterministic."""
+    path = os.path.join(TESTDATA, "xlsx_encrypted", "input.xlsx")
+    if os.path.exists(path):
+        return path + " (exists, kept: encryption is not deterministic)"
+    import msoffcrypto
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    rows = [
+        ("林子涵", "6227002907123904689", "105290006431", Decimal("11200.00")),
+        ("高浩然", "6217851008390216544", "104100002783", Decimal("6980.35")),
+    ]
+    check_cn_test_rows(rows)
+    wb = new_workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append(TEST_HEADER)
+    for i, (name, account, code, amount) in enumerate(rows):
+        r = 2 + i
+        ws.cell(row=r, column=1, value=name)
+        text_cell(ws, r, 2, account)
+        text_cell(ws, r, 3, code)
+        money_cell(ws, r, 4, amount)
+        ws.cell(row=r, column=5, value="CNY")
+    plain = io.BytesIO()
+    save_xlsx(wb, plain)
+    plain.seek(0)
+    encrypted = io.BytesIO()
+    OOXMLFile(plain).encrypt(ENCRYPTED_PASSWORD, encrypted)
+
+    # Round trip: the password must open it again to the same workbook.
+    encrypted.seek(0)
+    check = msoffcrypto.OfficeFile(encrypted)
+    assert check.is_encrypted()
+    check.load_key(password=ENCRYPTED_PASSWORD)
+    out = io.BytesIO()
+    check.decrypt(out)
+    assert out.getvalue() == plain.getvalue()
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(encrypted.getvalue())
+    return path
+
+
+def write_test_zip_not_a_spreadsheet():
+    """A zip that looks like a Word document, named .xlsx."""
+    path = os.path.join(TESTDATA, "zip_not_a_spreadsheet", "input.xlsx")
+    content_types = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/word/document.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
+        '</Types>')
+    document = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        '<w:body><w:p><w:r><w:t>This is a letter, not a payment file.</w:t></w:r></w:p>'
+        '</w:body></w:document>')
+    write_fixed_zip(path, [
+        ("[Content_Types].xml", content_types.encode("utf-8"), zipfile.ZIP_DEFLATED),
+        ("word/document.xml", document.encode("utf-8"), zipfile.ZIP_DEFLATED),
+    ])
+    return path
+
+
+FORMULA_ERROR_CELL = b'<c r="D3" t="e"><f>#REF!+1</f><v>#REF!</v></c>'
+
+
+def write_test_xlsx_formula_error():
+    """Row 3's Amount holds a formula whose cached value is the error #REF!.
+    openpyxl writes no cached values, so sheet1.xml is patched after save."""
+    path = os.path.join(TESTDATA, "xlsx_formula_error", "input.xlsx")
+    rows = [
+        ("罗雨桐", "6228453309112457807", "103331000574", Decimal("8820.00")),
+        ("郑欣怡", "6222605841203849674", "301584003396", None),  # D3 = #REF!
+    ]
+    check_cn_test_rows(rows)
+    wb = new_workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append(TEST_HEADER)
+    for i, (name, account, code, amount) in enumerate(rows):
+        r = 2 + i
+        ws.cell(row=r, column=1, value=name)
+        text_cell(ws, r, 2, account)
+        text_cell(ws, r, 3, code)
+        if amount is None:
+            ws.cell(row=r, column=4, value="=#REF!+1")  # replaced below
+        else:
+            money_cell(ws, r, 4, amount)
+        ws.cell(row=r, column=5, value="CNY")
+
+    def patch(xml):
+        new, n = re.subn(rb'<c r="D3"[^>]*?(?:/>|>.*?</c>)', FORMULA_ERROR_CELL, xml)
+        assert n == 1, n
+        return new
+
+    save_xlsx(wb, path, patches={"xl/worksheets/sheet1.xml": patch})
+    return path
+
+
+def write_test_xlsx_offset_range():
+    """Table in C5:G7; nothing left of column C or above row 5."""
+    path = os.path.join(TESTDATA, "xlsx_offset_range", "input.xlsx")
+    rows = [
+        ("梁思远", "6222023012065731947", "102301001128", Decimal("13450.60")),
+        ("谢文博", "6217001003349872611", "105100003305", Decimal("9100.00")),
+    ]
+    check_cn_test_rows(rows)
+    wb = new_workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    top, left = 5, 3  # C5
+    for col, h in enumerate(TEST_HEADER):
+        ws.cell(row=top, column=left + col, value=h)
+    for i, (name, account, code, amount) in enumerate(rows):
+        r = top + 1 + i
+        ws.cell(row=r, column=left, value=name)
+        text_cell(ws, r, left + 1, account)
+        text_cell(ws, r, left + 2, code)
+        money_cell(ws, r, left + 3, amount)
+        ws.cell(row=r, column=left + 4, value="CNY")
+    assert ws.min_row == top and ws.min_column == left, ws.dimensions
+    save_xlsx(wb, path)
+    return path
+
+
+# ---------------------------------------------------------------------------
 
 def main():
     os.makedirs(SAMPLES, exist_ok=True)
@@ -718,6 +1035,12 @@ def main():
     print(write_test_numeric_account())
     print(write_test_title_rows_dates())
     print(write_test_sheet_by_name())
+    print(write_test_xls_legacy())
+    print(write_test_ods_calc())
+    print(write_test_xlsx_encrypted())
+    print(write_test_zip_not_a_spreadsheet())
+    print(write_test_xlsx_formula_error())
+    print(write_test_xlsx_offset_range())
 
 
 if __name__ == "__main__":

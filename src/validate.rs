@@ -166,14 +166,25 @@ pub fn validate_table(
     for title in &top[..header_idx] {
         v.declared_in_title(title);
     }
+    let max_rows = channel.limits.max_rows;
+    let too_many = |table: &Table| IntakeError::TooManyRows {
+        path: table.path.clone(),
+        limit: max_rows,
+    };
     for r in &top[header_idx + 1..] {
         if let Some(p) = v.row(r) {
             sink(p);
+        }
+        if v.rows > max_rows {
+            return Err(too_many(table));
         }
     }
     while table.next_row(&mut row)? {
         if let Some(p) = v.row(&row) {
             sink(p);
+        }
+        if v.rows > max_rows {
+            return Err(too_many(table));
         }
     }
     v.finish(&mut report);
@@ -255,9 +266,20 @@ impl<'a> Validator<'a> {
     }
 
     /// The cell of `field` in `row`, when the field is mapped and the cell is not blank.
+    /// A cell that is unreadable (bad encoding, formula error) is reported once, as such, and
+    /// then treated as present-but-unusable: it yields `None` here and `broken` is true.
     fn cell<'r>(&self, row: &'r RawRow, field: Field) -> Option<(&'r crate::intake::Cell, usize)> {
         let idx = self.map.col(field)?;
-        row.get(idx).filter(|c| !c.is_blank()).map(|c| (c, idx))
+        row.get(idx)
+            .filter(|c| !c.is_blank() && !unreadable(c))
+            .map(|c| (c, idx))
+    }
+
+    fn broken(&self, row: &RawRow, field: Field) -> bool {
+        self.map
+            .col(field)
+            .and_then(|i| row.get(i))
+            .is_some_and(unreadable)
     }
 
     fn at(&self, f: Finding, row: &RawRow, idx: usize, value: &str) -> Finding {
@@ -281,7 +303,11 @@ impl<'a> Validator<'a> {
                         .map(|c| c.text.trim().to_string())
                 });
             let Some(value) = value else { continue };
-            let col = self.map.column_ref(i);
+            // A title or totals cell: its own label names it, not the header above.
+            let col = ColumnRef {
+                name: cell.text.trim().to_string(),
+                letter: crate::finding::column_letter(i),
+            };
             if TOTAL_LABELS.contains(&label.as_str()) {
                 if let Ok(d) = parse_decimal(&value, self.rules.decimal_comma) {
                     self.declared.total = Some((d, row.number, col, value));
@@ -333,7 +359,7 @@ impl<'a> Validator<'a> {
         let mut out = std::mem::take(&mut self.findings);
 
         for (idx, cell) in row.cells.iter().enumerate() {
-            if cell.text.contains('\u{fffd}') {
+            if cell.kind != CellKind::Error && cell.text.contains('\u{fffd}') {
                 push(&mut out, self.at(Finding::error("encoding.invalid", "this cell has bytes that are not valid text in the file's encoding; save the file as \"CSV UTF-8\" or as .xlsx"), row, idx, &cell.text));
             } else if cell.kind == CellKind::Error {
                 push(
@@ -451,7 +477,7 @@ impl<'a> Validator<'a> {
             ),
         };
         let Some((cell, idx)) = self.cell(row, field) else {
-            if required {
+            if required && !self.broken(row, field) {
                 let mut f = Finding::error(codes[0], format!("the payee's {what} is missing"))
                     .at(row.number);
                 if let Some(i) = self.map.col(field) {
@@ -518,6 +544,9 @@ impl<'a> Validator<'a> {
         push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<Account> {
         let Some((cell, idx)) = self.cell(row, Field::Account) else {
+            if self.broken(row, Field::Account) {
+                return None;
+            }
             let i = self.map.col(Field::Account).unwrap_or(0);
             push(
                 out,
@@ -532,7 +561,7 @@ impl<'a> Validator<'a> {
         };
         let raw = cell.text.trim();
         if cell.kind == CellKind::Number {
-            push(out, self.at(Finding::error("account.numeric_cell", "the account number is stored as a number, so Excel has rounded it or dropped leading zeros (it shows as 6.22848E+18); format the column as Text and type the numbers again"), row, idx, raw));
+            push(out, self.at(Finding::error("account.numeric_cell", format!("the account number is stored as a number, so Excel has rounded it or dropped leading zeros (Excel shows it as {}); format the column as Text and type the numbers again", excel_general(raw))), row, idx, raw));
             return None;
         }
         if looks_scientific(raw) {
@@ -597,6 +626,9 @@ impl<'a> Validator<'a> {
         out: &mut Vec<Finding>,
         push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<BankId> {
+        if self.broken(row, Field::BankCode) {
+            return None;
+        }
         let found = self.cell(row, Field::BankCode);
         let id = match found {
             None => None,
@@ -716,6 +748,9 @@ impl<'a> Validator<'a> {
         out: &mut Vec<Finding>,
         push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<Currency> {
+        if self.broken(row, Field::Currency) {
+            return None;
+        }
         let ccy = match self.cell(row, Field::Currency) {
             None => self.rules.default_currency,
             Some((cell, idx)) => {
@@ -773,6 +808,9 @@ impl<'a> Validator<'a> {
         push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<Money> {
         let Some((cell, idx)) = self.cell(row, Field::Amount) else {
+            if self.broken(row, Field::Amount) {
+                return None;
+            }
             let i = self.map.col(Field::Amount).unwrap_or(0);
             push(
                 out,
@@ -928,7 +966,7 @@ impl<'a> Validator<'a> {
         push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<NaiveDate> {
         let Some((cell, idx)) = self.cell(row, Field::ExecutionDate) else {
-            return Some(self.rules.default_date);
+            return (!self.broken(row, Field::ExecutionDate)).then_some(self.rules.default_date);
         };
         let raw = cell.text.trim();
         let date = match parse_date(raw, self.rules.date_format.as_deref()) {
@@ -1040,6 +1078,24 @@ impl<'a> Validator<'a> {
     }
 }
 
+fn unreadable(c: &crate::intake::Cell) -> bool {
+    c.kind == CellKind::Error || c.text.contains('\u{fffd}')
+}
+
+/// How Excel's General format shows a long number: `6228480402564890000` -> `6.22848E+18`.
+fn excel_general(raw: &str) -> String {
+    match raw.parse::<f64>() {
+        Ok(v) if v.abs() >= 1e11 => {
+            let s = format!("{v:.5E}");
+            let (m, e) = s.split_once('E').unwrap_or((&s, "0"));
+            let m = m.trim_end_matches('0').trim_end_matches('.');
+            let e: i32 = e.parse().unwrap_or(0);
+            format!("{m}E{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+        }
+        _ => raw.to_string(),
+    }
+}
+
 /// `6.22848E+18`: what Excel writes for a long number it has already rounded.
 fn looks_scientific(s: &str) -> bool {
     let Some((mantissa, exp)) = s.split_once(['E', 'e']) else {
@@ -1138,6 +1194,13 @@ mod tests {
         );
         assert_eq!(parse_date("2026-02-30", None), Err(DateProblem::Invalid));
         assert_eq!(parse_date("next friday", None), Err(DateProblem::Invalid));
+    }
+
+    #[test]
+    fn excel_general_format_of_long_numbers() {
+        assert_eq!(excel_general("6228480402564890000"), "6.22848E+18");
+        assert_eq!(excel_general("6217002900135730000"), "6.217E+18");
+        assert_eq!(excel_general("12345"), "12345");
     }
 
     #[test]

@@ -50,166 +50,47 @@ impl Field {
         }
     }
 
-    /// Built-in header aliases, already normalized (see `normalize`).
-    fn aliases(self) -> &'static [&'static str] {
+    /// Built-in header aliases, already normalized (see `normalize`), separated by spaces.
+    fn aliases(self) -> &'static str {
         match self {
-            Field::Name => &[
-                "name",
-                "beneficiary",
-                "beneficiaryname",
-                "payee",
-                "payeename",
-                "creditor",
-                "creditorname",
-                "accountname",
-                "accountholder",
-                "accountholdername",
-                "employeename",
-                "vendorname",
-                "suppliername",
-                "姓名",
-                "户名",
-                "收款人",
-                "收款人名称",
-                "收款人姓名",
-                "收款户名",
-                "收款方",
-                "收款方名称",
-                "账户名称",
-                "账户名",
-                "员工姓名",
-                "收款单位",
-            ],
-            Field::Account => &[
-                "account",
-                "accountnumber",
-                "accountno",
-                "acctno",
-                "iban",
-                "bankaccount",
-                "bankaccountnumber",
-                "beneficiaryaccount",
-                "creditoraccount",
-                "payeeaccount",
-                "cardnumber",
-                "cardno",
-                "账号",
-                "卡号",
-                "收款账号",
-                "收款人账号",
-                "银行账号",
-                "银行卡号",
-                "收款卡号",
-                "收款账户",
-                "账户",
-                "帐号",
-                "收款帐号",
-            ],
-            Field::BankCode => &[
-                "bankcode",
-                "bic",
-                "swift",
-                "swiftcode",
-                "swiftbic",
-                "bicswift",
-                "biccode",
-                "cnaps",
-                "cnapscode",
-                "联行号",
-                "开户行行号",
-                "行号",
-                "收款行行号",
-                "开户行联行号",
-                "支付系统行号",
-                "收款行联行号",
-                "大额行号",
-            ],
-            Field::BankName => &[
-                "bankname",
-                "bank",
-                "beneficiarybank",
-                "beneficiarybankname",
-                "开户行",
-                "开户银行",
-                "收款银行",
-                "开户行名称",
-                "收款行名称",
-                "开户网点",
-                "收款行",
-                "开户行名",
-            ],
-            Field::Amount => &[
-                "amount",
-                "netpay",
-                "netamount",
-                "paymentamount",
-                "payamount",
-                "transferamount",
-                "金额",
-                "实发金额",
-                "实发工资",
-                "付款金额",
-                "转账金额",
-                "支付金额",
-                "交易金额",
-                "收款金额",
-                "实发",
-            ],
-            Field::Currency => &[
-                "currency",
-                "ccy",
-                "cur",
-                "currencycode",
-                "币种",
-                "币别",
-                "货币",
-            ],
-            Field::Reference => &[
-                "reference",
-                "remittance",
-                "remittanceinformation",
-                "remittanceinfo",
-                "memo",
-                "purpose",
-                "description",
-                "details",
-                "narrative",
-                "paymentreference",
-                "paymentdetails",
-                "用途",
-                "摘要",
-                "备注",
-                "附言",
-                "付款用途",
-                "转账用途",
-            ],
-            Field::EndToEndId => &[
-                "endtoendid",
-                "e2eid",
-                "e2e",
-                "endtoendreference",
-                "id",
-                "paymentid",
-                "transactionid",
-                "instructionid",
-                "流水号",
-                "交易流水号",
-                "业务编号",
-                "业务流水号",
-            ],
-            Field::ExecutionDate => &[
-                "executiondate",
-                "requestedexecutiondate",
-                "paymentdate",
-                "valuedate",
-                "date",
-                "paydate",
-                "付款日期",
-                "支付日期",
-                "转账日期",
-                "日期",
-                "发放日期",
-            ],
+            Field::Name => {
+                "name beneficiary beneficiaryname payee payeename creditor creditorname \
+                accountname accountholder accountholdername employeename vendorname suppliername \
+                姓名 户名 收款人 收款人名称 收款人姓名 收款户名 收款方 收款方名称 账户名称 账户名 员工姓名 \
+                收款单位 empfänger empfaenger begünstigter zahlungsempfänger bénéficiaire"
+            }
+            Field::Account => {
+                "account accountnumber accountno acctno iban bankaccount \
+                bankaccountnumber beneficiaryaccount creditoraccount payeeaccount cardnumber cardno \
+                账号 卡号 收款账号 收款人账号 银行账号 银行卡号 收款卡号 收款账户 账户 帐号 收款帐号 konto \
+                kontonummer"
+            }
+            Field::BankCode => {
+                "bankcode bic swift swiftcode swiftbic bicswift biccode cnaps cnapscode \
+                联行号 开户行行号 行号 收款行行号 开户行联行号 支付系统行号 收款行联行号 大额行号"
+            }
+            Field::BankName => {
+                "bankname bank beneficiarybank beneficiarybankname 开户行 开户银行 \
+                收款银行 开户行名称 收款行名称 开户网点 收款行 开户行名 kreditinstitut"
+            }
+            Field::Amount => {
+                "amount netpay netamount paymentamount payamount transferamount 金额 \
+                实发金额 实发工资 付款金额 转账金额 支付金额 交易金额 收款金额 实发 betrag montant"
+            }
+            Field::Currency => "currency ccy cur currencycode 币种 币别 货币 währung devise",
+            Field::Reference => {
+                "reference remittance remittanceinformation remittanceinfo memo \
+                purpose description details narrative paymentreference paymentdetails 用途 摘要 备注 \
+                附言 付款用途 转账用途 verwendungszweck zahlungsreferenz référence libellé"
+            }
+            Field::EndToEndId => {
+                "endtoendid e2eid e2e endtoendreference id paymentid transactionid \
+                instructionid 流水号 交易流水号 业务编号 业务流水号"
+            }
+            Field::ExecutionDate => {
+                "executiondate requestedexecutiondate paymentdate valuedate date \
+                paydate 付款日期 支付日期 转账日期 日期 发放日期 ausführungsdatum zahlungsdatum"
+            }
         }
     }
 }
@@ -302,7 +183,11 @@ fn matches(norm: &str, field: Field, channel: &Channel) -> Option<bool> {
     {
         return Some(true);
     }
-    field.aliases().contains(&norm).then_some(false)
+    field
+        .aliases()
+        .split_whitespace()
+        .any(|a| a == norm)
+        .then_some(false)
 }
 
 /// Finds the header among the first rows (`candidates`, in file order) and maps its columns.

@@ -3,8 +3,31 @@
 
 use super::{CellKind, RawRow};
 use encoding_rs::Encoding;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Cursor, Read};
+use std::sync::{Arc, Mutex};
+
+/// Records where the line breaks are in the stream the CSV parser reads, so that rows can be
+/// numbered by counting lines (csv's own line numbers skip blank lines). Only the breaks not yet
+/// passed by the parser are kept: at most one read buffer's worth.
+struct LineBreaks<R> {
+    inner: R,
+    offset: u64,
+    breaks: Arc<Mutex<VecDeque<u64>>>,
+}
+
+impl<R: Read> Read for LineBreaks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut q = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            q.push_back(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
 
 pub(super) struct CsvRows {
     reader: csv::Reader<Box<dyn Read + Send>>,
@@ -13,6 +36,8 @@ pub(super) struct CsvRows {
     delimiter: u8,
     /// Line breaks inside quoted values seen so far: Excel shows those as one row.
     embedded_newlines: u64,
+    breaks: Arc<Mutex<VecDeque<u64>>>,
+    lines_before: u64,
 }
 
 /// Picks the encoding from a BOM, else UTF-8 when the sample is valid UTF-8, else GB18030 (the
@@ -64,6 +89,12 @@ impl CsvRows {
                     .build(raw),
             )
         };
+        let breaks = Arc::new(Mutex::new(VecDeque::new()));
+        let source: Box<dyn Read + Send> = Box::new(LineBreaks {
+            inner: source,
+            offset: 0,
+            breaks: breaks.clone(),
+        });
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -79,6 +110,8 @@ impl CsvRows {
             encoding,
             delimiter,
             embedded_newlines: 0,
+            breaks,
+            lines_before: 0,
         })
     }
 
@@ -101,8 +134,22 @@ impl CsvRows {
                 };
             }
         }
-        let line = self.record.position().map_or(0, |p| p.line());
-        row.number = line.saturating_sub(self.embedded_newlines);
+        let start = self.record.position().map_or(0, |p| p.byte());
+        {
+            let mut q = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
+            while q.front().is_some_and(|&b| b < start) {
+                q.pop_front();
+                self.lines_before += 1;
+            }
+            // csv reports a record after blank lines as starting at the first blank line.
+            let mut at = start;
+            while q.front() == Some(&at) {
+                q.pop_front();
+                self.lines_before += 1;
+                at += 1;
+            }
+        }
+        row.number = (self.lines_before + 1).saturating_sub(self.embedded_newlines);
         let fields = self.record.len();
         row.cells.resize_with(fields, Default::default);
         for (i, (cell, mut field)) in row.cells.iter_mut().zip(self.record.iter()).enumerate() {
@@ -192,5 +239,32 @@ mod tests {
         assert_eq!(detect_delimiter("a\tb\tc\n1\t2\t3\n"), b'\t');
         assert_eq!(detect_delimiter("a|b|c\n\"x,y,z\"|2|3\n"), b'|');
         assert_eq!(detect_delimiter("title only\n"), b',');
+    }
+}
+
+#[cfg(test)]
+mod numbering {
+    use super::*;
+
+    fn numbers(text: &str) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, text).unwrap();
+        let file = File::open(&p).unwrap();
+        let mut rows = CsvRows::new(file, Vec::new(), encoding_rs::UTF_8, Some(',')).unwrap();
+        let mut row = RawRow::default();
+        let mut out = vec![];
+        while rows.next_row(&mut row).unwrap() {
+            out.push(row.number);
+        }
+        out
+    }
+
+    #[test]
+    fn rows_are_numbered_as_excel_shows_them() {
+        assert_eq!(numbers("a\nb\nc\n"), vec![1, 2, 3]);
+        assert_eq!(numbers("a\n\nb\n\n\nc"), vec![1, 3, 6]);
+        assert_eq!(numbers("a\r\n\r\nb\r\n"), vec![1, 2, 3]);
+        assert_eq!(numbers("\"x\ny\",1\nb\n\nc\n"), vec![1, 2, 4]);
     }
 }

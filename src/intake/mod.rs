@@ -135,8 +135,6 @@ enum Rows {
 pub struct Table {
     pub path: PathBuf,
     pub format: SourceFormat,
-    max_rows: u64,
-    rows_read: u64,
     rows: Rows,
 }
 
@@ -148,16 +146,6 @@ impl Table {
             Rows::Csv(c) => c.next_row(row).map_err(|e| self.io_error(e))?,
             Rows::Sheet(s) => s.next_row(row),
         };
-        if more {
-            self.rows_read += 1;
-            // The header and a few title rows come on top of the data rows.
-            if self.rows_read > self.max_rows.saturating_add(50) {
-                return Err(IntakeError::TooManyRows {
-                    path: self.path.clone(),
-                    limit: self.max_rows,
-                });
-            }
-        }
         Ok(more)
     }
 
@@ -214,8 +202,6 @@ pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
             return Ok(Table {
                 path: path.to_path_buf(),
                 format,
-                max_rows: channel.limits.max_rows,
-                rows_read: 0,
                 rows: Rows::Sheet(rows),
             });
         }
@@ -245,8 +231,6 @@ pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
                 d => (d as char).to_string(),
             },
         },
-        max_rows: channel.limits.max_rows,
-        rows_read: 0,
         rows: Rows::Csv(rows),
     })
 }

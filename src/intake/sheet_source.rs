@@ -90,7 +90,7 @@ fn fill(text: &mut String, data: &Data) -> CellKind {
             CellKind::Text
         }
         Data::Error(e) => {
-            let _ = write!(text, "#{e:?}");
+            let _ = write!(text, "{e}");
             CellKind::Error
         }
     }

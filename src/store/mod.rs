@@ -136,7 +136,9 @@ impl Store {
                 url: url.to_string(),
                 source,
             })?;
-        sqlx::migrate!("./src/store/migrations/sqlite").run(&pool).await?;
+        sqlx::migrate!("./src/store/migrations/sqlite")
+            .run(&pool)
+            .await?;
         Ok(Store { pool })
     }
 
