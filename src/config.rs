@@ -417,7 +417,7 @@ impl Config {
                     .then(|| (folder.components().count(), name.as_str()))
             })
             .collect();
-        hits.sort_by(|a, b| b.0.cmp(&a.0));
+        hits.sort_by_key(|h| std::cmp::Reverse(h.0));
         hits.into_iter().map(|(_, n)| n).collect()
     }
 

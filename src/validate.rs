@@ -231,8 +231,10 @@ struct Validator<'a> {
     rules: &'a Rules,
     map: Mapping,
     findings: Vec<Finding>,
-    seen_rows: HashMap<u128, u64>,
-    seen_ids: HashMap<u128, u64>,
+    /// First row of every (account, amount, reference) and every end-to-end id, by a 128-bit
+    /// hash of the key: 24 bytes a slot, the only state that grows with the row count.
+    seen_rows: HashMap<[u64; 2], u32>,
+    seen_ids: HashMap<[u64; 2], u32>,
     hashers: (RandomState, RandomState),
     totals: BTreeMap<Currency, Decimal>,
     /// Sum of every parseable amount, for comparison with a declared total.
@@ -261,8 +263,9 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn hash(&self, key: &impl std::hash::Hash) -> u128 {
-        (u128::from(self.hashers.0.hash_one(key)) << 64) | u128::from(self.hashers.1.hash_one(key))
+    /// Two independent 64-bit SipHashes: a false duplicate would need a 128-bit collision.
+    fn hash(&self, key: &impl std::hash::Hash) -> [u64; 2] {
+        [self.hashers.0.hash_one(key), self.hashers.1.hash_one(key)]
     }
 
     /// The cell of `field` in `row`, when the field is mapped and the cell is not blank.
@@ -418,7 +421,7 @@ impl<'a> Validator<'a> {
                 .value(format!("rows {first} and {}", row.number));
                 push(&mut out, f);
             } else {
-                self.seen_rows.insert(key, row.number);
+                self.seen_rows.insert(key, row.number as u32);
             }
         }
         self.findings = out;
@@ -954,7 +957,7 @@ impl<'a> Validator<'a> {
         if let Some(first) = self.seen_ids.get(&key) {
             push(out, self.at(Finding::error("end_to_end_id.duplicate", format!("this end-to-end id is already used in row {first}; each payment needs its own")), row, idx, raw));
         } else {
-            self.seen_ids.insert(key, row.number);
+            self.seen_ids.insert(key, row.number as u32);
         }
         Some(raw.to_string())
     }

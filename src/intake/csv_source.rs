@@ -192,10 +192,10 @@ fn detect_delimiter(sample: &str) -> u8 {
         for &c in counts.iter().filter(|&&c| c > 0) {
             *freq.entry(c).or_insert(0usize) += 1;
         }
-        if let Some((&mode, &n)) = freq.iter().max_by_key(|&(c, n)| (*n, *c)) {
-            if (n, mode) > (best.0, best.1) {
-                best = (n, mode, cand);
-            }
+        if let Some((&mode, &n)) = freq.iter().max_by_key(|&(c, n)| (*n, *c))
+            && (n, mode) > (best.0, best.1)
+        {
+            best = (n, mode, cand);
         }
     }
     best.2

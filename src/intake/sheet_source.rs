@@ -17,23 +17,27 @@ pub(super) struct SheetRows {
 
 impl SheetRows {
     pub(super) fn next_row(&mut self, row: &mut RawRow) -> bool {
-        let Some(cells) = self.range.rows().nth(self.next) else {
+        let (height, width) = self.range.get_size();
+        if self.next >= height {
             return false;
-        };
+        }
         // Columns left of the range are empty; keep them so that indexes are spreadsheet columns.
         let offset = self.first_col as usize;
         row.number = u64::from(self.first_row) + self.next as u64 + 1;
-        self.next += 1;
-        row.cells
-            .resize_with(offset + cells.len(), Default::default);
+        row.cells.resize_with(offset + width, Default::default);
         for cell in &mut row.cells[..offset] {
             cell.text.clear();
             cell.kind = CellKind::Empty;
         }
-        for (cell, data) in row.cells[offset..].iter_mut().zip(cells) {
+        for (c, cell) in row.cells[offset..].iter_mut().enumerate() {
             cell.text.clear();
-            cell.kind = fill(&mut cell.text, data);
+            // Indexed access: O(1) per cell (iterating `rows().nth(i)` would be quadratic).
+            cell.kind = match self.range.get((self.next, c)) {
+                Some(data) => fill(&mut cell.text, data),
+                None => CellKind::Empty,
+            };
         }
+        self.next += 1;
         while row.cells.last().is_some_and(|c| c.kind == CellKind::Empty) {
             row.cells.pop();
         }
@@ -113,6 +117,57 @@ pub(super) fn open(
             path: path.to_path_buf(),
         });
     }
+    // calamine has been seen to panic on damaged files (found by tests/cli.rs): a panic in the
+    // parser is a damaged file, never a crash of paygate.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_sheet(path, bytes, channel)
+    }));
+    let (range, sheet, kind) = match parsed {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(corrupt(
+                "the spreadsheet reader gave up on its structure".into(),
+            ));
+        }
+    };
+    let (first_row, first_col) = range.start().unwrap_or((0, 0));
+    if range.height() as u64 > channel.limits.max_rows.saturating_add(50) {
+        return Err(IntakeError::TooManyRows {
+            path: path.to_path_buf(),
+            limit: channel.limits.max_rows,
+        });
+    }
+    let format = match kind {
+        Kind::Xlsx => SourceFormat::Xlsx { sheet },
+        Kind::Xls => SourceFormat::Xls { sheet },
+        Kind::Ods => SourceFormat::Ods { sheet },
+    };
+    Ok((
+        SheetRows {
+            range,
+            first_row,
+            first_col,
+            next: 0,
+        },
+        format,
+    ))
+}
+
+enum Kind {
+    Xlsx,
+    Xls,
+    Ods,
+}
+
+fn read_sheet(
+    path: &Path,
+    bytes: Vec<u8>,
+    channel: &Channel,
+) -> Result<(Range<Data>, String, Kind), IntakeError> {
+    let corrupt = |detail: String| IntakeError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
     let mut book: Sheets<Cursor<Vec<u8>>> =
         calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(|e| match e {
             calamine::Error::Xls(calamine::XlsError::Password) => IntakeError::Encrypted {
@@ -142,27 +197,12 @@ pub(super) fn open(
         },
         e => corrupt(format!("sheet `{sheet}`: {e}")),
     })?;
-    let (first_row, first_col) = range.start().unwrap_or((0, 0));
-    if range.height() as u64 > channel.limits.max_rows.saturating_add(50) {
-        return Err(IntakeError::TooManyRows {
-            path: path.to_path_buf(),
-            limit: channel.limits.max_rows,
-        });
-    }
-    let format = match book {
-        Sheets::Xlsx(_) | Sheets::Xlsb(_) => SourceFormat::Xlsx { sheet },
-        Sheets::Xls(_) => SourceFormat::Xls { sheet },
-        Sheets::Ods(_) => SourceFormat::Ods { sheet },
+    let kind = match book {
+        Sheets::Xlsx(_) | Sheets::Xlsb(_) => Kind::Xlsx,
+        Sheets::Xls(_) => Kind::Xls,
+        Sheets::Ods(_) => Kind::Ods,
     };
-    Ok((
-        SheetRows {
-            range,
-            first_row,
-            first_col,
-            next: 0,
-        },
-        format,
-    ))
+    Ok((range, sheet, kind))
 }
 
 /// Refuses a zip whose declared content is larger than the limit, or whose entries claim an

@@ -145,7 +145,7 @@ pub enum AccountProblem {
 /// Removes the spaces (and hyphens, for domestic numbers) people use to make numbers readable.
 fn compact(raw: &str, drop_hyphens: bool) -> String {
     raw.chars()
-        .filter(|c| !c.is_whitespace() && !(drop_hyphens && *c == '-'))
+        .filter(|c| !(c.is_whitespace() || drop_hyphens && *c == '-'))
         .collect::<String>()
         .to_ascii_uppercase()
 }
@@ -304,7 +304,7 @@ pub fn luhn_valid(digits: &str) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Where the money goes.

@@ -408,8 +408,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut prev = GENESIS.to_string();
-        let mut expected_seq = 1i64;
-        for r in &rows {
+        for (expected_seq, r) in (1i64..).zip(rows.iter()) {
             let seq: i64 = r.get(0);
             let prev_hash: String = r.get(6);
             let hash: String = r.get(7);
@@ -433,7 +432,6 @@ impl Store {
                 }));
             }
             prev = hash;
-            expected_seq += 1;
         }
         Ok(Ok(rows.len() as u64))
     }

@@ -1,0 +1,279 @@
+//! The `paygate` binary as users run it: exit codes, messages, and no panic on any input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn paygate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .current_dir(root())
+        .env_remove("PAYGATE_CONFIG")
+        .env("RUST_BACKTRACE", "0")
+        .args(args)
+        .output()
+        .expect("run paygate")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const CFG: &str = "samples/paygate.toml";
+
+#[test]
+fn valid_samples_exit_0_with_a_summary() {
+    for (file, channel, summary) in [
+        (
+            "samples/payroll.xlsx",
+            "payroll",
+            "40 rows, 40 valid payments totalling 984,591.48 CNY; 0 errors, 0 warnings",
+        ),
+        (
+            "samples/payroll.csv",
+            "payroll",
+            "40 rows, 40 valid payments totalling 984,591.48 CNY; 0 errors, 0 warnings",
+        ),
+        (
+            "samples/payroll-gbk.csv",
+            "payroll",
+            "35 rows, 35 valid payments totalling 884,405.49 CNY; 0 errors, 0 warnings",
+        ),
+    ] {
+        let o = paygate(&["--config", CFG, "validate", file, "--channel", channel]);
+        assert_eq!(o.status.code(), Some(0), "{file}: {}", text(&o));
+        assert!(text(&o).contains(summary), "{file}: {}", text(&o));
+    }
+    // Warnings alone do not fail a file.
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        "samples/supplier.csv",
+        "--channel",
+        "supplier",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("0 errors, 5 warnings"), "{}", text(&o));
+}
+
+#[test]
+fn errors_exit_1_and_json_has_every_finding() {
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        "samples/broken.csv",
+        "--channel",
+        "supplier",
+        "--json",
+        "--as-of",
+        "2026-11-30",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["errors"], 13);
+    let findings = v["report"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 13);
+    let iban = &findings[0];
+    assert_eq!(iban["code"], "iban.checksum");
+    assert_eq!(iban["row"], 3);
+    assert_eq!(iban["column"]["name"], "IBAN");
+    assert_eq!(iban["column"]["letter"], "C");
+    assert_eq!(iban["value"], "FR7130004008288419740363803");
+    // The human report says the same, with rows and columns.
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        "samples/broken.csv",
+        "--channel",
+        "supplier",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o);
+    assert!(out.contains("iban.checksum"), "{out}");
+    assert!(
+        out.contains("16 rows, 3 valid payments totalling 7,800.90 EUR; 13 errors, 0 warnings"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unreadable_files_exit_2_with_the_reason() {
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        "no/such/file.csv",
+        "--channel",
+        "payroll",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("file not found"), "{}", text(&o));
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        "tests/data/xlsx_encrypted/input.xlsx",
+        "--channel",
+        "payroll",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("password-protected"), "{}", text(&o));
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        "Cargo.lock",
+        "--channel",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no channel `nope`"), "{}", text(&o));
+    // Two channels and a file outside both folders: the user must say which.
+    let o = paygate(&["--config", CFG, "validate", "samples/payroll.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--channel"), "{}", text(&o));
+    let o = paygate(&["--config", CFG, "frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_channel_is_found_from_the_files_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(root().join(CFG)).unwrap().replace(
+        "../target/paygate-demo/payroll",
+        &dir.path().join("payroll").display().to_string(),
+    );
+    let cfg_path = dir.path().join("paygate.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::create_dir_all(dir.path().join("payroll/inbox")).unwrap();
+    let file = dir.path().join("payroll/inbox/nov.csv");
+    std::fs::copy(root().join("samples/payroll.csv"), &file).unwrap();
+    let o = paygate(&[
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "validate",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("channel payroll"), "{}", text(&o));
+}
+
+#[test]
+fn config_problems_exit_78_naming_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(root().join(CFG))
+        .unwrap()
+        .replace("charset = \"utf8\"", "charset = \"utf-8\"")
+        .replace("max_rows = 50_000", "max_rows = \"lots\"\nmax_row = 3");
+    let p: PathBuf = dir.path().join("bad.toml");
+    std::fs::write(&p, bad).unwrap();
+    let o = paygate(&["--config", p.to_str().unwrap(), "check-config"]);
+    assert_eq!(o.status.code(), Some(78));
+    let out = text(&o);
+    for key in [
+        "banks.icbc-sh.charset",
+        "channels.payroll.limits.max_row",
+        "channels.payroll.limits.max_rows",
+    ] {
+        assert!(out.contains(key), "{key} not named in: {out}");
+    }
+    assert!(out.contains("3 problems"), "{out}");
+    // validate refuses to run on a bad config, with the same exit code.
+    let o = paygate(&[
+        "--config",
+        p.to_str().unwrap(),
+        "validate",
+        "samples/payroll.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(78));
+    // A missing config file says where to give one.
+    let o = Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .env("PAYGATE_CONFIG", dir.path().join("absent.toml"))
+        .args(["check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    assert!(text(&o).contains("absent.toml"), "{}", text(&o));
+    let o = paygate(&["--config", CFG, "check-config"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// Deterministic xorshift, so a failure can be reproduced.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn mutated_inputs_never_panic() {
+    use paygate::config::Config;
+    use paygate::validate::{Rules, validate_table};
+    let cfg = Config::load(&root().join(CFG)).unwrap();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut outcomes = [0usize; 3];
+    for (sample, channel) in [
+        ("samples/payroll.csv", "payroll"),
+        ("samples/payroll-gbk.csv", "payroll"),
+        ("samples/supplier.csv", "supplier"),
+        ("samples/payroll.xlsx", "payroll"),
+        ("tests/data/ods_calc/input.ods", "payroll"),
+        ("tests/data/xls_legacy/input.xls", "payroll"),
+    ] {
+        let original = std::fs::read(root().join(sample)).unwrap();
+        let rules = Rules::new(&cfg, channel, today).unwrap();
+        let ch = &cfg.channels[channel];
+        for i in 0..60 {
+            let mut bytes = original.clone();
+            let edits = 1 + (rng.next() % 8) as usize;
+            for _ in 0..edits {
+                let pos = (rng.next() as usize) % bytes.len().max(1);
+                match rng.next() % 4 {
+                    0 => bytes[pos] = rng.next() as u8,
+                    1 => bytes.truncate(pos),
+                    2 => bytes.insert(
+                        pos.min(bytes.len()),
+                        b"\",;\n\r\t\0\xff"[(rng.next() % 8) as usize],
+                    ),
+                    _ => {
+                        let end = (pos + (rng.next() % 64) as usize).min(bytes.len());
+                        bytes.drain(pos..end);
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let p = dir.path().join(format!(
+                "m{i}-{}",
+                Path::new(sample).file_name().unwrap().to_string_lossy()
+            ));
+            std::fs::write(&p, &bytes).unwrap();
+            let result = paygate::intake::open(&p, ch)
+                .and_then(|mut t| validate_table(&mut t, &rules, ch, |_| {}));
+            match result {
+                Ok(r) if r.errors() == 0 => outcomes[0] += 1,
+                Ok(_) => outcomes[1] += 1,
+                Err(_) => outcomes[2] += 1,
+            }
+        }
+    }
+    // Every mutated file got an answer; most were found faulty or refused, none crashed.
+    assert_eq!(outcomes.iter().sum::<usize>(), 360);
+    assert!(outcomes[1] + outcomes[2] > 180, "{outcomes:?}");
+}
