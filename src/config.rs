@@ -36,6 +36,13 @@ pub struct General {
     /// Bank holidays: never chosen as a default execution date.
     #[serde(default)]
     pub holidays: Vec<NaiveDate>,
+    /// Folder of the bank layout templates (`NAME.toml`).
+    #[serde(default = "default_templates_dir")]
+    pub templates_dir: PathBuf,
+}
+
+fn default_templates_dir() -> PathBuf {
+    PathBuf::from("/usr/share/paygate/templates")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +53,9 @@ pub struct Company {
     pub country: String,
     #[serde(default)]
     pub identifiers: Vec<Identifier>,
+    /// Postal address, sent as the debtor's in the bank's address mode.
+    #[serde(default)]
+    pub address: Option<crate::model::Address>,
     pub accounts: BTreeMap<String, DebtorAccountCfg>,
 }
 
@@ -121,6 +131,16 @@ pub struct Bank {
     pub address_mode: AddressMode,
     #[serde(default = "yes")]
     pub batch_booking: bool,
+    /// ISO 20022 service level for EUR payment blocks, e.g. `SEPA`.
+    #[serde(default)]
+    pub service_level: Option<String>,
+    /// ISO 20022 charge bearer (`SLEV`, `SHAR`, `DEBT`, `CRED`); default `SLEV` with the `SEPA`
+    /// service level, else `SHAR`.
+    #[serde(default)]
+    pub charge_bearer: Option<String>,
+    /// Indent generated XML (easier to read for people; a little larger).
+    #[serde(default = "yes")]
+    pub pretty_xml: bool,
 }
 
 fn default_name_len() -> usize {
@@ -184,6 +204,9 @@ pub struct Channel {
     pub date_format: Option<String>,
     #[serde(default)]
     pub default_execution_date: DefaultDate,
+    /// ISO 20022 category purpose; default `SALA` for payroll, `SUPP` for supplier channels.
+    #[serde(default)]
+    pub category_purpose: Option<String>,
     /// What an identical row (same account, amount and reference) is.
     #[serde(default)]
     pub duplicate_rows: Severity,
@@ -288,6 +311,13 @@ pub const FIELDS: &[&str] = &[
     "reference",
     "end_to_end_id",
     "execution_date",
+    "street",
+    "building_number",
+    "postcode",
+    "town",
+    "country",
+    "address_line1",
+    "address_line2",
 ];
 
 /// One configuration problem, named by its key.
@@ -389,6 +419,10 @@ impl Config {
         out
     }
 
+    pub fn templates_dir(&self) -> PathBuf {
+        self.resolve(&self.paygate.templates_dir)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.resolve(&self.paygate.data_dir)
     }
@@ -461,6 +495,18 @@ impl Config {
                 ),
             );
         }
+        if let Some(c) = self
+            .company
+            .address
+            .as_ref()
+            .and_then(|a| a.country.as_ref())
+            && !crate::model::is_country(c)
+        {
+            p(
+                "company.address.country".into(),
+                format!("`{c}` is not an ISO 3166 two-letter country code"),
+            );
+        }
         if self.company.accounts.is_empty() {
             p(
                 "company.accounts".into(),
@@ -508,6 +554,26 @@ impl Config {
                     format!("{key}.domestic_account_digits"),
                     format!(
                         "[{lo}, {hi}] is not a range: write [min, max] with 1 <= min <= max <= 34"
+                    ),
+                );
+            }
+            if let Some(cb) = &bank.charge_bearer
+                && !["SLEV", "SHAR", "DEBT", "CRED"].contains(&cb.as_str())
+            {
+                p(
+                    format!("{key}.charge_bearer"),
+                    format!(
+                        "`{cb}` is not an ISO 20022 charge bearer: use SLEV, SHAR, DEBT or CRED"
+                    ),
+                );
+            }
+            if let Some(sl) = &bank.service_level
+                && !(1..=4).contains(&sl.len())
+            {
+                p(
+                    format!("{key}.service_level"),
+                    format!(
+                        "`{sl}` is not an ISO 20022 service level code (1 to 4 characters, e.g. SEPA, URGP)"
                     ),
                 );
             }
@@ -601,6 +667,16 @@ impl Config {
                     );
                 }
             }
+            if let Some(cp) = &ch.category_purpose
+                && !(cp.len() == 4 && cp.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                p(
+                    format!("{key}.category_purpose"),
+                    format!(
+                        "`{cp}` is not an ISO 20022 category purpose code (four capital letters, e.g. SALA, SUPP)"
+                    ),
+                );
+            }
             if ch.limits.max_rows == 0 || ch.limits.max_file_bytes == 0 {
                 p(
                     format!("{key}.limits"),
@@ -615,6 +691,16 @@ impl Config {
                     "must be greater than zero".into(),
                 );
             }
+        }
+    }
+}
+
+impl Channel {
+    pub fn category_purpose(&self) -> &str {
+        match (&self.category_purpose, self.kind) {
+            (Some(c), _) => c,
+            (None, ChannelKind::Payroll) => "SALA",
+            (None, ChannelKind::Supplier) => "SUPP",
         }
     }
 }

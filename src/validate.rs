@@ -8,7 +8,7 @@ use crate::intake::columns::{self, Field, Mapping};
 use crate::intake::{CellKind, IntakeError, RawRow, SourceFormat, Table};
 use crate::model::charset::{self, CharChange, Charset};
 use crate::model::{
-    Account, AccountProblem, AmountProblem, BankId, Bic, ChannelKind, Cnaps, Currency,
+    Account, AccountProblem, Address, AmountProblem, BankId, Bic, ChannelKind, Cnaps, Currency,
     DomesticAccount, Iban, Money, Payment, parse_decimal,
 };
 use chrono::{Datelike, NaiveDate, Weekday};
@@ -29,6 +29,7 @@ pub struct Rules {
     pub charset: Charset,
     pub max_name_length: usize,
     pub max_remittance_length: usize,
+    pub address_mode: crate::config::AddressMode,
     pub domestic_digits: (usize, usize),
     pub domestic_bank_code: DomesticBankCode,
     pub require_bic: bool,
@@ -57,6 +58,7 @@ impl Rules {
             charset: bank.charset,
             max_name_length: bank.max_name_length,
             max_remittance_length: bank.max_remittance_length,
+            address_mode: bank.address_mode,
             domestic_digits: (
                 bank.domestic_account_digits[0],
                 bank.domestic_account_digits[1],
@@ -243,6 +245,8 @@ struct Validator<'a> {
     rows: u64,
     payments: u64,
     declared: Declared,
+    /// The file has addresses, and the bank takes none: said once, at the end.
+    address_not_sent: bool,
 }
 
 impl<'a> Validator<'a> {
@@ -260,6 +264,7 @@ impl<'a> Validator<'a> {
             rows: 0,
             payments: 0,
             declared: Declared::default(),
+            address_not_sent: false,
         }
     }
 
@@ -351,57 +356,34 @@ impl<'a> Validator<'a> {
             return None;
         }
         self.rows += 1;
-        let before = self.findings.len();
-        let mut errors = 0usize;
-        let mut push = |v: &mut Vec<Finding>, f: Finding| {
-            if f.severity == Severity::Error {
-                errors += 1;
-            }
-            v.push(f);
-        };
         let mut out = std::mem::take(&mut self.findings);
+        let before = out.len();
 
         for (idx, cell) in row.cells.iter().enumerate() {
             if cell.kind != CellKind::Error && cell.text.contains('\u{fffd}') {
-                push(&mut out, self.at(Finding::error("encoding.invalid", "this cell has bytes that are not valid text in the file's encoding; save the file as \"CSV UTF-8\" or as .xlsx"), row, idx, &cell.text));
+                out.push(self.at(Finding::error("encoding.invalid", "this cell has bytes that are not valid text in the file's encoding; save the file as \"CSV UTF-8\" or as .xlsx"), row, idx, &cell.text));
             } else if cell.kind == CellKind::Error {
-                push(
-                    &mut out,
-                    self.at(
-                        Finding::error(
-                            "cell.formula_error",
-                            "the cell shows a formula error; fix the formula or type the value",
-                        ),
-                        row,
-                        idx,
-                        &cell.text,
+                out.push(self.at(
+                    Finding::error(
+                        "cell.formula_error",
+                        "the cell shows a formula error; fix the formula or type the value",
                     ),
-                );
+                    row,
+                    idx,
+                    &cell.text,
+                ));
             }
         }
 
-        let name = self.text_field(
-            row,
-            Field::Name,
-            "name",
-            self.rules.max_name_length,
-            &mut out,
-            &mut push,
-        );
-        let account = self.account(row, &mut out, &mut push);
-        let agent = self.bank_code(row, account.as_ref(), &mut out, &mut push);
-        let currency = self.currency(row, &mut out, &mut push);
-        let amount = self.amount(row, currency, &mut out, &mut push);
-        let remittance = self.text_field(
-            row,
-            Field::Reference,
-            "reference",
-            self.rules.max_remittance_length,
-            &mut out,
-            &mut push,
-        );
-        let e2e = self.end_to_end_id(row, &mut out, &mut push);
-        let date = self.execution_date(row, &mut out, &mut push);
+        let name = self.text_field(row, Field::Name, &mut out);
+        let account = self.account(row, &mut out);
+        let agent = self.bank_code(row, account.as_ref(), &mut out);
+        let currency = self.currency(row, &mut out);
+        let amount = self.amount(row, currency, &mut out);
+        let remittance = self.text_field(row, Field::Reference, &mut out);
+        let address = self.address(row, &mut out);
+        let e2e = self.end_to_end_id(row, &mut out);
+        let date = self.execution_date(row, &mut out);
         let bank_name = self
             .cell(row, Field::BankName)
             .map(|(c, _)| c.text.trim().to_string());
@@ -419,13 +401,16 @@ impl<'a> Validator<'a> {
                 }
                 .at(row.number)
                 .value(format!("rows {first} and {}", row.number));
-                push(&mut out, f);
+                out.push(f);
             } else {
                 self.seen_rows.insert(key, row.number as u32);
             }
         }
+        let errors = out[before..]
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
         self.findings = out;
-        let _ = before;
         if errors > 0 {
             return None;
         }
@@ -443,6 +428,7 @@ impl<'a> Validator<'a> {
             creditor_account: account,
             creditor_agent: agent,
             creditor_bank_name: bank_name,
+            creditor_address: address.flatten(),
             amount,
             remittance,
             execution_date,
@@ -450,125 +436,240 @@ impl<'a> Validator<'a> {
     }
 
     /// Name and reference: required (name only), character set, length.
-    fn text_field(
-        &self,
-        row: &RawRow,
-        field: Field,
-        what: &'static str,
-        max: usize,
-        out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
-    ) -> Option<String> {
-        let (codes, required): ([&'static str; 4], bool) = match field {
-            Field::Name => (
-                [
-                    "name.missing",
-                    "name.transliterated",
-                    "name.charset",
-                    "name.too_long",
-                ],
-                true,
-            ),
-            _ => (
-                [
-                    "reference.missing",
-                    "reference.transliterated",
-                    "reference.charset",
-                    "reference.too_long",
-                ],
-                false,
-            ),
+    fn text_field(&self, row: &RawRow, field: Field, out: &mut Vec<Finding>) -> Option<String> {
+        let (what, max, required) = match field {
+            Field::Name => ("name", self.rules.max_name_length, true),
+            _ => ("reference", self.rules.max_remittance_length, false),
         };
         let Some((cell, idx)) = self.cell(row, field) else {
             if required && !self.broken(row, field) {
-                let mut f = Finding::error(codes[0], format!("the payee's {what} is missing"))
-                    .at(row.number);
+                let mut f =
+                    Finding::error("name.missing", format!("the payee's {what} is missing"))
+                        .at(row.number);
                 if let Some(i) = self.map.col(field) {
                     f = f.col(&self.map.column_ref(i)).value("");
                 }
-                push(out, f);
+                out.push(f);
             }
             return None;
         };
         let text = cell.text.trim();
+        self.check_text(row, idx, text, what, what, max, out);
+        Some(text.to_string())
+    }
+
+    /// Character set and length of a text the bank receives. `code` prefixes the finding codes
+    /// (`name.charset`, `address.too_long` …).
+    #[allow(clippy::too_many_arguments)]
+    fn check_text(
+        &self,
+        row: &RawRow,
+        idx: usize,
+        text: &str,
+        code: &'static str,
+        what: &str,
+        max: usize,
+        out: &mut Vec<Finding>,
+    ) {
+        let codes: [&'static str; 3] = match code {
+            "name" => ["name.transliterated", "name.charset", "name.too_long"],
+            "reference" => [
+                "reference.transliterated",
+                "reference.charset",
+                "reference.too_long",
+            ],
+            _ => [
+                "address.transliterated",
+                "address.charset",
+                "address.too_long",
+            ],
+        };
         let (converted, changes) = charset::convert(text, self.rules.charset);
         let set = match self.rules.charset {
             Charset::SepaLatin => "the SEPA Latin character set",
             Charset::Utf8 => "printable text",
         };
-        let replaced: Vec<String> = changes
-            .iter()
-            .filter_map(|c| match c {
-                CharChange::Replaced { ch, with } => Some(format!("`{ch}` as `{with}`")),
-                CharChange::Unsupported { .. } => None,
-            })
-            .collect();
-        let unsupported: Vec<String> = changes
-            .iter()
-            .filter_map(|c| match c {
+        let mut replaced = Vec::new();
+        let mut unsupported = Vec::new();
+        for c in &changes {
+            match c {
+                CharChange::Replaced { ch, with } => replaced.push(format!("`{ch}` as `{with}`")),
                 CharChange::Unsupported { ch } => {
-                    Some(format!("`{}` (U+{:04X})", ch.escape_debug(), *ch as u32))
+                    unsupported.push(format!("`{}` (U+{:04X})", ch.escape_debug(), *ch as u32))
                 }
-                CharChange::Replaced { .. } => None,
-            })
-            .collect();
+            }
+        }
+        let bank = &self.rules.bank;
         if !replaced.is_empty() {
-            push(
-                out,
-                self.at(
-                    Finding::warning(
-                        codes[1],
-                        format!(
-                            "will be sent with {}: bank `{}` accepts only {set}",
-                            replaced.join(", "),
-                            self.rules.bank
-                        ),
-                    ),
-                    row,
-                    idx,
-                    text,
-                ),
+            let msg = format!(
+                "will be sent with {}: bank `{bank}` accepts only {set}",
+                replaced.join(", ")
             );
+            out.push(self.at(Finding::warning(codes[0], msg), row, idx, text));
         }
         if !unsupported.is_empty() {
-            push(out, self.at(Finding::error(codes[2], format!("{} cannot be sent: bank `{}` accepts only {set}; write the {what} without {}", unsupported.join(", "), self.rules.bank, if unsupported.len() == 1 { "it" } else { "them" })), row, idx, text));
+            let them = if unsupported.len() == 1 { "it" } else { "them" };
+            let msg = format!(
+                "{} cannot be sent: bank `{bank}` accepts only {set}; write the {what} without {them}",
+                unsupported.join(", ")
+            );
+            out.push(self.at(Finding::error(codes[1], msg), row, idx, text));
         }
         let len = converted.chars().count();
         if len > max {
-            push(out, self.at(Finding::error(codes[3], format!("the {what} is {len} characters long; bank `{}` accepts at most {max} — shorten it (it is never cut off silently)", self.rules.bank)), row, idx, text));
+            let msg = format!(
+                "the {what} is {len} characters long; bank `{bank}` accepts at most {max} — shorten it (it is never cut off silently)"
+            );
+            out.push(self.at(Finding::error(codes[2], msg), row, idx, text));
         }
-        Some(text.to_string())
     }
 
-    fn account(
-        &self,
-        row: &RawRow,
-        out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
-    ) -> Option<Account> {
+    /// The payee's postal address, in the bank's address mode. `None` when it has errors;
+    /// `Some(None)` when there is no address (or the bank takes none).
+    fn address(&mut self, row: &RawRow, out: &mut Vec<Finding>) -> Option<Option<Address>> {
+        use crate::config::AddressMode;
+        // (field, what, ISO 20022 maximum length in pain.001.001.03/.09)
+        const PARTS: [(Field, &str, usize); 7] = [
+            (Field::Street, "street", 70),
+            (Field::BuildingNumber, "building number", 16),
+            (Field::Postcode, "postcode", 16),
+            (Field::Town, "town", 35),
+            (Field::Country, "country", 2),
+            (Field::AddressLine1, "address line", 70),
+            (Field::AddressLine2, "address line", 70),
+        ];
+        let mut values: [Option<(String, usize)>; 7] = Default::default();
+        for (i, (field, _, _)) in PARTS.iter().enumerate() {
+            if self.broken(row, *field) {
+                return None;
+            }
+            values[i] = self
+                .cell(row, *field)
+                .map(|(c, idx)| (c.text.trim().to_string(), idx));
+        }
+        if values.iter().all(Option::is_none) {
+            return Some(None);
+        }
+        let mode = self.rules.address_mode;
+        if mode == AddressMode::None {
+            self.address_not_sent = true;
+            return Some(None);
+        }
+        let before = out.len();
+        for (i, (_, what, max)) in PARTS.iter().enumerate() {
+            let Some((text, idx)) = &values[i] else {
+                continue;
+            };
+            if *what == "country" {
+                let up = text.to_ascii_uppercase();
+                if !crate::model::is_country(&up) {
+                    out.push(self.at(
+                        Finding::error(
+                            "address.country",
+                            "not an ISO 3166 country code (two letters, e.g. DE, CN, GB)",
+                        ),
+                        row,
+                        *idx,
+                        text,
+                    ));
+                }
+            } else {
+                self.check_text(row, *idx, text, "address", what, *max, out);
+            }
+        }
+        let get = |i: usize| values[i].as_ref().map(|(t, _)| t.clone());
+        let address = Address {
+            street: get(0),
+            building_number: get(1),
+            postcode: get(2),
+            town: get(3),
+            country: get(4).map(|c| c.to_ascii_uppercase()),
+            lines: [get(5), get(6)].into_iter().flatten().collect(),
+        };
+        let where_ = |field: Field| self.map.col(field).map(|i| self.map.column_ref(i));
+        let mut need = |field: Field, code: &'static str, msg: String| {
+            let mut f = Finding::error(code, msg).at(row.number);
+            if let Some(c) = where_(field) {
+                f = f.col(&c).value("");
+            }
+            out.push(f);
+        };
+        let bank = &self.rules.bank;
+        match mode {
+            AddressMode::Structured | AddressMode::Hybrid => {
+                if address.town.is_none() {
+                    need(
+                        Field::Town,
+                        "address.town_missing",
+                        format!("bank `{bank}` needs the town of every address it receives"),
+                    );
+                }
+                if address.country.is_none() {
+                    need(
+                        Field::Country,
+                        "address.country_missing",
+                        format!("bank `{bank}` needs the country of every address it receives"),
+                    );
+                }
+                if mode == AddressMode::Structured && !address.lines.is_empty() {
+                    need(
+                        Field::AddressLine1,
+                        "address.lines_not_allowed",
+                        format!(
+                            "bank `{bank}` takes structured addresses only (street, postcode, town, country): put the address line's parts in those columns"
+                        ),
+                    );
+                }
+            }
+            AddressMode::Unstructured => {
+                if address.lines.is_empty() {
+                    need(
+                        Field::AddressLine1,
+                        "address.lines_required",
+                        format!(
+                            "bank `{bank}` takes addresses as address lines only: give an Address column"
+                        ),
+                    );
+                } else if address.has_structured_parts() || address.town.is_some() {
+                    need(
+                        Field::AddressLine1,
+                        "address.parts_not_sent",
+                        format!(
+                            "bank `{bank}` takes address lines only: street, building number, postcode and town are not sent; put them in the address lines"
+                        ),
+                    );
+                }
+            }
+            AddressMode::None => {}
+        }
+        if out[before..].iter().any(|f| f.severity == Severity::Error) {
+            None
+        } else {
+            Some(Some(address))
+        }
+    }
+
+    fn account(&self, row: &RawRow, out: &mut Vec<Finding>) -> Option<Account> {
         let Some((cell, idx)) = self.cell(row, Field::Account) else {
             if self.broken(row, Field::Account) {
                 return None;
             }
             let i = self.map.col(Field::Account).unwrap_or(0);
-            push(
-                out,
-                self.at(
-                    Finding::error("account.missing", "the payee's account number is missing"),
-                    row,
-                    i,
-                    "",
-                ),
-            );
+            out.push(self.at(
+                Finding::error("account.missing", "the payee's account number is missing"),
+                row,
+                i,
+                "",
+            ));
             return None;
         };
         let raw = cell.text.trim();
         if cell.kind == CellKind::Number {
-            push(out, self.at(Finding::error("account.numeric_cell", format!("the account number is stored as a number, so Excel has rounded it or dropped leading zeros (Excel shows it as {}); format the column as Text and type the numbers again", excel_general(raw))), row, idx, raw));
+            out.push(self.at(Finding::error("account.numeric_cell", format!("the account number is stored as a number, so Excel has rounded it or dropped leading zeros (Excel shows it as {}); format the column as Text and type the numbers again", excel_general(raw))), row, idx, raw));
             return None;
         }
         if looks_scientific(raw) {
-            push(out, self.at(Finding::error("account.scientific", "the account number was damaged by Excel (scientific notation: digits are lost); in the original spreadsheet format the column as Text, type the numbers again and re-export"), row, idx, raw));
+            out.push(self.at(Finding::error("account.scientific", "the account number was damaged by Excel (scientific notation: digits are lost); in the original spreadsheet format the column as Text, type the numbers again and re-export"), row, idx, raw));
             return None;
         }
         let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
@@ -583,15 +684,12 @@ impl<'a> Validator<'a> {
                         AccountProblem::IbanCountry(_) => "iban.country",
                         _ => "iban.format",
                     };
-                    push(
-                        out,
-                        self.at(
-                            Finding::error(code, format!("the IBAN is not valid: {e}")),
-                            row,
-                            idx,
-                            raw,
-                        ),
-                    );
+                    out.push(self.at(
+                        Finding::error(code, format!("the IBAN is not valid: {e}")),
+                        row,
+                        idx,
+                        raw,
+                    ));
                     None
                 }
             };
@@ -600,7 +698,7 @@ impl<'a> Validator<'a> {
         match DomesticAccount::parse(raw, lo, hi) {
             Ok(d) => {
                 if d.card_luhn_ok() == Some(false) {
-                    push(out, self.at(Finding::warning("account.luhn", "this looks like a bank card number, but its last (check) digit does not match: please double-check the number with the employee"), row, idx, raw));
+                    out.push(self.at(Finding::warning("account.luhn", "this looks like a bank card number, but its last (check) digit does not match: please double-check the number with the employee"), row, idx, raw));
                 }
                 Some(Account::Domestic(d))
             }
@@ -616,7 +714,7 @@ impl<'a> Validator<'a> {
                     }
                     e => format!("{e}"),
                 };
-                push(out, self.at(Finding::error(code, msg), row, idx, raw));
+                out.push(self.at(Finding::error(code, msg), row, idx, raw));
                 None
             }
         }
@@ -627,7 +725,6 @@ impl<'a> Validator<'a> {
         row: &RawRow,
         account: Option<&Account>,
         out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<BankId> {
         if self.broken(row, Field::BankCode) {
             return None;
@@ -645,12 +742,12 @@ impl<'a> Validator<'a> {
                     match Cnaps::parse(&digits) {
                         Ok(c) => {
                             if cell.kind == CellKind::Number {
-                                push(out, self.at(Finding::warning("bank_code.numeric_cell", "the bank code is stored as a number; format the column as Text so that leading zeros are kept"), row, idx, raw));
+                                out.push(self.at(Finding::warning("bank_code.numeric_cell", "the bank code is stored as a number; format the column as Text so that leading zeros are kept"), row, idx, raw));
                             }
                             Some(BankId::Cnaps(c))
                         }
                         Err(_) => {
-                            push(out, self.at(Finding::error("bank_code.format", "a CNAPS bank code (联行号) has exactly 12 digits; a BIC has 8 or 11 letters and digits"), row, idx, raw));
+                            out.push(self.at(Finding::error("bank_code.format", "a CNAPS bank code (联行号) has exactly 12 digits; a BIC has 8 or 11 letters and digits"), row, idx, raw));
                             return None;
                         }
                     }
@@ -663,15 +760,12 @@ impl<'a> Validator<'a> {
                             } else {
                                 "bic.format"
                             };
-                            push(
-                                out,
-                                self.at(
-                                    Finding::error(code, format!("the BIC is not valid: {e}")),
-                                    row,
-                                    idx,
-                                    raw,
-                                ),
-                            );
+                            out.push(self.at(
+                                Finding::error(code, format!("the BIC is not valid: {e}")),
+                                row,
+                                idx,
+                                raw,
+                            ));
                             return None;
                         }
                     }
@@ -687,16 +781,12 @@ impl<'a> Validator<'a> {
         };
         match (account, &id) {
             (Some(Account::Domestic(_)), _) => match (self.rules.domestic_bank_code, &id) {
-                (DomesticBankCode::Cnaps, None) => push(
-                    out,
-                    at_col(Finding::error(
+                (DomesticBankCode::Cnaps, None) => out.push(at_col(Finding::error(
                         "bank_code.missing",
                         "a domestic account needs the 12-digit CNAPS code (联行号) of the payee's bank branch",
                     )),
                 ),
-                (DomesticBankCode::Cnaps, Some(BankId::Bic(_))) => push(
-                    out,
-                    at_col(Finding::error(
+                (DomesticBankCode::Cnaps, Some(BankId::Bic(_))) => out.push(at_col(Finding::error(
                         "bank_code.not_cnaps",
                         format!(
                             "bank `{}` needs the 12-digit CNAPS code (联行号) for domestic accounts, not a BIC",
@@ -704,16 +794,12 @@ impl<'a> Validator<'a> {
                         ),
                     )),
                 ),
-                (DomesticBankCode::Bic, None) => push(
-                    out,
-                    at_col(Finding::error(
+                (DomesticBankCode::Bic, None) => out.push(at_col(Finding::error(
                         "bic.missing",
                         "a domestic account needs the BIC of the payee's bank",
                     )),
                 ),
-                (DomesticBankCode::Bic, Some(BankId::Cnaps(_))) => push(
-                    out,
-                    at_col(Finding::error(
+                (DomesticBankCode::Bic, Some(BankId::Cnaps(_))) => out.push(at_col(Finding::error(
                         "bank_code.not_bic",
                         format!(
                             "bank `{}` identifies banks by BIC, not by a CNAPS code",
@@ -723,9 +809,7 @@ impl<'a> Validator<'a> {
                 ),
                 _ => {}
             },
-            (Some(Account::Iban(_)), None) if self.rules.require_bic => push(
-                out,
-                at_col(Finding::error(
+            (Some(Account::Iban(_)), None) if self.rules.require_bic => out.push(at_col(Finding::error(
                     "bic.missing",
                     format!(
                         "bank `{}` needs the payee bank's BIC for IBAN payments",
@@ -733,9 +817,7 @@ impl<'a> Validator<'a> {
                     ),
                 )),
             ),
-            (Some(Account::Iban(_)), Some(BankId::Cnaps(_))) => push(
-                out,
-                at_col(Finding::error(
+            (Some(Account::Iban(_)), Some(BankId::Cnaps(_))) => out.push(at_col(Finding::error(
                     "bank_code.not_bic",
                     "an IBAN payment needs a BIC, not a CNAPS code",
                 )),
@@ -745,12 +827,7 @@ impl<'a> Validator<'a> {
         id
     }
 
-    fn currency(
-        &mut self,
-        row: &RawRow,
-        out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
-    ) -> Option<Currency> {
+    fn currency(&mut self, row: &RawRow, out: &mut Vec<Finding>) -> Option<Currency> {
         if self.broken(row, Field::Currency) {
             return None;
         }
@@ -767,12 +844,10 @@ impl<'a> Validator<'a> {
                 match c {
                     Ok(c) if self.rules.currencies.contains(&c) => c,
                     Ok(c) => {
-                        push(
-                            out,
-                            self.at(
-                                Finding::error(
-                                    "currency.not_allowed",
-                                    format!(
+                        out.push(self.at(
+                            Finding::error(
+                                "currency.not_allowed",
+                                format!(
                                         "bank `{}` does not pay {c} from this channel (it pays {})",
                                         self.rules.bank,
                                         self.rules
@@ -782,16 +857,15 @@ impl<'a> Validator<'a> {
                                             .collect::<Vec<_>>()
                                             .join(", ")
                                     ),
-                                ),
-                                row,
-                                idx,
-                                raw,
                             ),
-                        );
+                            row,
+                            idx,
+                            raw,
+                        ));
                         return None;
                     }
                     Err(_) => {
-                        push(out, self.at(Finding::error("currency.unknown", "not an ISO 4217 currency code (use three letters such as CNY, EUR, USD)"), row, idx, raw));
+                        out.push(self.at(Finding::error("currency.unknown", "not an ISO 4217 currency code (use three letters such as CNY, EUR, USD)"), row, idx, raw));
                         return None;
                     }
                 }
@@ -808,22 +882,18 @@ impl<'a> Validator<'a> {
         row: &RawRow,
         currency: Option<Currency>,
         out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
     ) -> Option<Money> {
         let Some((cell, idx)) = self.cell(row, Field::Amount) else {
             if self.broken(row, Field::Amount) {
                 return None;
             }
             let i = self.map.col(Field::Amount).unwrap_or(0);
-            push(
-                out,
-                self.at(
-                    Finding::error("amount.missing", "the amount is missing"),
-                    row,
-                    i,
-                    "",
-                ),
-            );
+            out.push(self.at(
+                Finding::error("amount.missing", "the amount is missing"),
+                row,
+                i,
+                "",
+            ));
             return None;
         };
         let raw = cell.text.trim();
@@ -831,18 +901,15 @@ impl<'a> Validator<'a> {
         let value = match parse_decimal(raw, decimal_comma) {
             Ok(v) => v,
             Err(_) => {
-                push(
-                    out,
-                    self.at(
-                        Finding::error(
-                            "amount.not_a_number",
-                            "the amount is not a number (write it like 1234.56)",
-                        ),
-                        row,
-                        idx,
-                        raw,
+                out.push(self.at(
+                    Finding::error(
+                        "amount.not_a_number",
+                        "the amount is not a number (write it like 1234.56)",
                     ),
-                );
+                    row,
+                    idx,
+                    raw,
+                ));
                 return None;
             }
         };
@@ -857,24 +924,21 @@ impl<'a> Validator<'a> {
                     .and_then(|l| l.for_currency(currency))
                     && m.amount() > max
                 {
-                    push(out, self.at(Finding::error("amount.over_limit", format!("the amount is over this channel's limit of {max} {currency} per payment; such a payment must be approved and made separately")), row, idx, raw));
+                    out.push(self.at(Finding::error("amount.over_limit", format!("the amount is over this channel's limit of {max} {currency} per payment; such a payment must be approved and made separately")), row, idx, raw));
                     return None;
                 }
                 Some(m)
             }
             Err(AmountProblem::NotPositive) => {
-                push(
-                    out,
-                    self.at(
-                        Finding::error(
-                            "amount.not_positive",
-                            "the amount must be greater than zero",
-                        ),
-                        row,
-                        idx,
-                        raw,
+                out.push(self.at(
+                    Finding::error(
+                        "amount.not_positive",
+                        "the amount must be greater than zero",
                     ),
-                );
+                    row,
+                    idx,
+                    raw,
+                ));
                 None
             }
             Err(AmountProblem::TooManyDecimals { currency, allowed }) => {
@@ -883,91 +947,69 @@ impl<'a> Validator<'a> {
                 } else {
                     format!("{currency} allows at most {allowed} decimals")
                 };
-                push(
-                    out,
-                    self.at(
-                        Finding::error("amount.too_many_decimals", msg),
-                        row,
-                        idx,
-                        raw,
-                    ),
-                );
+                out.push(self.at(
+                    Finding::error("amount.too_many_decimals", msg),
+                    row,
+                    idx,
+                    raw,
+                ));
                 None
             }
             Err(AmountProblem::NotANumber) => {
-                push(
-                    out,
-                    self.at(
-                        Finding::error(
-                            "amount.not_a_number",
-                            "the amount is not a number (write it like 1234.56)",
-                        ),
-                        row,
-                        idx,
-                        raw,
+                out.push(self.at(
+                    Finding::error(
+                        "amount.not_a_number",
+                        "the amount is not a number (write it like 1234.56)",
                     ),
-                );
+                    row,
+                    idx,
+                    raw,
+                ));
                 None
             }
         }
     }
 
-    fn end_to_end_id(
-        &mut self,
-        row: &RawRow,
-        out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
-    ) -> Option<String> {
+    fn end_to_end_id(&mut self, row: &RawRow, out: &mut Vec<Finding>) -> Option<String> {
         let (cell, idx) = self.cell(row, Field::EndToEndId)?;
         let raw = cell.text.trim();
         if raw.chars().count() > 35 {
-            push(
-                out,
-                self.at(
-                    Finding::error(
-                        "end_to_end_id.too_long",
-                        "an end-to-end id has at most 35 characters",
-                    ),
-                    row,
-                    idx,
-                    raw,
+            out.push(self.at(
+                Finding::error(
+                    "end_to_end_id.too_long",
+                    "an end-to-end id has at most 35 characters",
                 ),
-            );
+                row,
+                idx,
+                raw,
+            ));
         }
         let bad = raw
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "/-?:().,'+ ".contains(*c)));
         if let Some(c) = bad {
-            push(out, self.at(Finding::error("end_to_end_id.charset", format!("`{c}` is not allowed in an end-to-end id (letters, digits and / - ? : ( ) . , ' + only)")), row, idx, raw));
+            out.push(self.at(Finding::error("end_to_end_id.charset", format!("`{c}` is not allowed in an end-to-end id (letters, digits and / - ? : ( ) . , ' + only)")), row, idx, raw));
         } else if raw.starts_with('/') || raw.ends_with('/') || raw.contains("//") {
-            push(
-                out,
-                self.at(
-                    Finding::error(
-                        "end_to_end_id.charset",
-                        "an end-to-end id must not start or end with `/` or contain `//`",
-                    ),
-                    row,
-                    idx,
-                    raw,
+            out.push(self.at(
+                Finding::error(
+                    "end_to_end_id.charset",
+                    "an end-to-end id must not start or end with `/` or contain `//`",
                 ),
-            );
+                row,
+                idx,
+                raw,
+            ));
         }
         let key = self.hash(&raw);
         if let Some(first) = self.seen_ids.get(&key) {
-            push(out, self.at(Finding::error("end_to_end_id.duplicate", format!("this end-to-end id is already used in row {first}; each payment needs its own")), row, idx, raw));
+            out.push(self.at(Finding::error("end_to_end_id.duplicate", format!("this end-to-end id is already used in row {first}; each payment needs its own")), row, idx, raw));
         } else {
             self.seen_ids.insert(key, row.number as u32);
         }
         Some(raw.to_string())
     }
 
-    fn execution_date(
-        &self,
-        row: &RawRow,
-        out: &mut Vec<Finding>,
-        push: &mut impl FnMut(&mut Vec<Finding>, Finding),
-    ) -> Option<NaiveDate> {
+    fn execution_date(&self, row: &RawRow, out: &mut Vec<Finding>) -> Option<NaiveDate> {
         let Some((cell, idx)) = self.cell(row, Field::ExecutionDate) else {
             return (!self.broken(row, Field::ExecutionDate)).then_some(self.rules.default_date);
         };
@@ -975,59 +1017,50 @@ impl<'a> Validator<'a> {
         let date = match parse_date(raw, self.rules.date_format.as_deref()) {
             Ok(d) => d,
             Err(DateProblem::Ambiguous) => {
-                push(out, self.at(Finding::error("date.ambiguous", "the date could be day/month or month/day; write it as 2026-12-31, or set the channel's date_format"), row, idx, raw));
+                out.push(self.at(Finding::error("date.ambiguous", "the date could be day/month or month/day; write it as 2026-12-31, or set the channel's date_format"), row, idx, raw));
                 return None;
             }
             Err(DateProblem::Invalid) => {
-                push(
-                    out,
-                    self.at(
-                        Finding::error("date.invalid", "not a date (write it as 2026-12-31)"),
-                        row,
-                        idx,
-                        raw,
-                    ),
-                );
+                out.push(self.at(
+                    Finding::error("date.invalid", "not a date (write it as 2026-12-31)"),
+                    row,
+                    idx,
+                    raw,
+                ));
                 return None;
             }
         };
         let r = self.rules;
         if date < r.today {
-            push(
-                out,
-                self.at(
-                    Finding::error(
-                        "date.past",
-                        format!("the execution date is in the past (today is {})", r.today),
-                    ),
-                    row,
-                    idx,
-                    raw,
+            out.push(self.at(
+                Finding::error(
+                    "date.past",
+                    format!("the execution date is in the past (today is {})", r.today),
                 ),
-            );
+                row,
+                idx,
+                raw,
+            ));
             return None;
         }
         let last = r.today + chrono::Days::new(u64::from(r.max_days_ahead));
         if date > last {
-            push(
-                out,
-                self.at(
-                    Finding::error(
-                        "date.too_far",
-                        format!(
-                            "the execution date is more than {} days ahead (latest {last})",
-                            r.max_days_ahead
-                        ),
+            out.push(self.at(
+                Finding::error(
+                    "date.too_far",
+                    format!(
+                        "the execution date is more than {} days ahead (latest {last})",
+                        r.max_days_ahead
                     ),
-                    row,
-                    idx,
-                    raw,
                 ),
-            );
+                row,
+                idx,
+                raw,
+            ));
             return None;
         }
         if matches!(date.weekday(), Weekday::Sat | Weekday::Sun) || r.holidays.contains(&date) {
-            push(out, self.at(Finding::warning("date.not_business_day", "the execution date is not a business day; the bank will execute the payment on the next business day"), row, idx, raw));
+            out.push(self.at(Finding::warning("date.not_business_day", "the execution date is not a business day; the bank will execute the payment on the next business day"), row, idx, raw));
         }
         Some(date)
     }
@@ -1049,6 +1082,9 @@ impl<'a> Validator<'a> {
             } else if *declared != self.all_amounts {
                 findings.push(Finding::error("total.mismatch", format!("the file declares a total of {declared}, but its rows add up to {}; a row is missing, extra or changed", self.all_amounts)).at(*row).col(col).value(value.clone()));
             }
+        }
+        if self.address_not_sent {
+            findings.push(Finding::warning("address.not_sent", format!("the file has payee addresses, but bank `{}` takes none (address_mode = \"none\"): they are not sent", self.rules.bank)));
         }
         if let Some((declared, row, col, value)) = &self.declared.count
             && *declared != self.rows

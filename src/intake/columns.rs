@@ -17,10 +17,17 @@ pub enum Field {
     Reference,
     EndToEndId,
     ExecutionDate,
+    Street,
+    BuildingNumber,
+    Postcode,
+    Town,
+    Country,
+    AddressLine1,
+    AddressLine2,
 }
 
 impl Field {
-    pub const ALL: [Field; 9] = [
+    pub const ALL: [Field; 16] = [
         Field::Name,
         Field::Account,
         Field::BankCode,
@@ -30,6 +37,13 @@ impl Field {
         Field::Reference,
         Field::EndToEndId,
         Field::ExecutionDate,
+        Field::Street,
+        Field::BuildingNumber,
+        Field::Postcode,
+        Field::Town,
+        Field::Country,
+        Field::AddressLine1,
+        Field::AddressLine2,
     ];
 
     /// The key used in `[channels.NAME.columns]`.
@@ -91,6 +105,17 @@ impl Field {
                 "executiondate requestedexecutiondate paymentdate valuedate date \
                 paydate 付款日期 支付日期 转账日期 日期 发放日期 ausführungsdatum zahlungsdatum"
             }
+            Field::Street => "street streetname strasse straße rue calle via 街道",
+            Field::BuildingNumber => {
+                "buildingnumber building houseno housenumber hausnummer numero 门牌号"
+            }
+            Field::Postcode => {
+                "postcode postalcode zip zipcode plz postleitzahl codepostal cp 邮编 邮政编码"
+            }
+            Field::Town => "town townname city ort stadt ville ciudad città 城市",
+            Field::Country => "country countrycode land pays país 国家",
+            Field::AddressLine1 => "address addressline addressline1 adresse 地址 收款人地址",
+            Field::AddressLine2 => "addressline2 adresse2 地址2",
         }
     }
 }
@@ -116,7 +141,7 @@ pub fn normalize(header: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     /// Column index per field (indexed by `Field as usize`).
-    cols: [Option<usize>; 9],
+    cols: [Option<usize>; Field::ALL.len()],
     /// Every non-empty header, by column index.
     pub headers: Vec<Option<ColumnRef>>,
     /// Spreadsheet row number of the header.
@@ -226,7 +251,7 @@ pub fn find_header(
             })
         })
         .collect();
-    let mut cols = [None; 9];
+    let mut cols = [None; Field::ALL.len()];
     for field in Field::ALL {
         let hits: Vec<(usize, bool)> = row
             .cells

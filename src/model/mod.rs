@@ -24,6 +24,40 @@ pub enum ChannelKind {
     Supplier,
 }
 
+/// A postal address as ISO 20022 knows it: structured parts and/or free address lines.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    #[serde(default)]
+    pub street: Option<String>,
+    #[serde(default)]
+    pub building_number: Option<String>,
+    #[serde(default)]
+    pub postcode: Option<String>,
+    #[serde(default)]
+    pub town: Option<String>,
+    /// ISO 3166 alpha-2.
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub lines: Vec<String>,
+}
+
+impl Address {
+    pub fn is_empty(&self) -> bool {
+        self.street.is_none()
+            && self.building_number.is_none()
+            && self.postcode.is_none()
+            && self.town.is_none()
+            && self.country.is_none()
+            && self.lines.is_empty()
+    }
+
+    pub fn has_structured_parts(&self) -> bool {
+        self.street.is_some() || self.building_number.is_some() || self.postcode.is_some()
+    }
+}
+
 /// One credit transfer, as validated from one row of an input file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Payment {
@@ -34,6 +68,7 @@ pub struct Payment {
     pub creditor_account: Account,
     pub creditor_agent: Option<BankId>,
     pub creditor_bank_name: Option<String>,
+    pub creditor_address: Option<Address>,
     pub amount: Money,
     pub remittance: Option<String>,
     pub execution_date: NaiveDate,

@@ -27,6 +27,7 @@ fn payment(row: u64, minor: i64) -> Payment {
             crate::model::Cnaps::parse("102290002916").unwrap(),
         )),
         creditor_bank_name: Some("中国工商银行上海市分行营业部".into()),
+        creditor_address: None,
         amount: Money::from_minor_units(minor, Currency::CNY),
         remittance: Some("Salary 2026-11".into()),
         execution_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
