@@ -9,5 +9,6 @@ pub mod config;
 pub mod finding;
 pub mod intake;
 pub mod model;
+pub mod render;
 pub mod store;
 pub mod validate;

@@ -590,7 +590,12 @@ impl<'a> Validator<'a> {
         let mut need = |field: Field, code: &'static str, msg: String| {
             let mut f = Finding::error(code, msg).at(row.number);
             if let Some(c) = where_(field) {
-                f = f.col(&c).value("");
+                let found = PARTS
+                    .iter()
+                    .position(|(f, _, _)| *f == field)
+                    .and_then(|i| values[i].as_ref())
+                    .map_or("", |(t, _)| t.as_str());
+                f = f.col(&c).value(found);
             }
             out.push(f);
         };

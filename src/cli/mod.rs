@@ -2,6 +2,8 @@
 //! command returns an exit code from `Exit`.
 
 mod check_config;
+mod convert;
+mod formats;
 mod validate;
 
 use crate::config::{Config, ConfigError};
@@ -41,6 +43,10 @@ pub struct Cli {
 enum Command {
     /// Read and validate a payment file with a channel's settings (a dry run: nothing is stored)
     Validate(validate::Args),
+    /// Validate and convert a payment file to the bank's format (a dry run: nothing is sent)
+    Convert(convert::Args),
+    /// List the output formats: pain.001 versions and bank layout templates
+    Formats(formats::Args),
     /// Check the config file and print every problem, each with its key
     CheckConfig(check_config::Args),
 }
@@ -62,6 +68,8 @@ pub fn main() -> ExitCode {
     let config_path = cli.config.clone().unwrap_or_else(default_config_path);
     let exit = match cli.command {
         Command::Validate(a) => validate::run(a, &config_path),
+        Command::Convert(a) => convert::run(a, &config_path),
+        Command::Formats(a) => formats::run(a, &config_path),
         Command::CheckConfig(a) => check_config::run(a, &config_path),
     };
     exit.into()

@@ -1,0 +1,229 @@
+//! `paygate convert FILE`: intake + validation + rendering as a dry run. Writes the bank file
+//! (or to stdout) only when the input has no errors; nothing is stored or sent.
+
+use super::validate::{pick_channel, render as render_report};
+use super::{Exit, load_config};
+use crate::finding::Finding;
+use crate::render::{self, BatchHeader, RenderError};
+use crate::validate::{Rules, validate_table};
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The payment file (CSV, .xlsx, .xls or .ods)
+    file: PathBuf,
+    /// Channel whose settings apply [default: the only channel, or the one whose folder holds FILE]
+    #[arg(long)]
+    channel: Option<String>,
+    /// Output format: a pain.001 version or a template name [default: the bank's `format`]
+    #[arg(long)]
+    format: Option<String>,
+    /// Write the bank file here (atomically) instead of to standard output
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Validate as if today were DATE (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE")]
+    as_of: Option<NaiveDate>,
+    /// Message id [default: derived from the file's content, so the same file gives the same id]
+    #[arg(long, value_name = "ID")]
+    msg_id: Option<String>,
+    /// Creation time written into the file, RFC 3339 [default: now]
+    #[arg(long, value_name = "TIME")]
+    created: Option<DateTime<FixedOffset>>,
+}
+
+pub fn run(args: Args, config_path: &Path) -> Exit {
+    let cfg = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let channel = match pick_channel(&cfg, args.channel.as_deref(), &args.file) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("paygate: {msg}");
+            return Exit::Usage;
+        }
+    };
+    let ch = &cfg.channels[&channel];
+    let bank = cfg.bank_of(ch);
+    let Some(format) = args.format.clone().or_else(|| bank.format.clone()) else {
+        eprintln!(
+            "paygate: bank `{}` has no `format`; set banks.{}.format in the config or pass --format (see `paygate formats`)",
+            ch.bank, ch.bank
+        );
+        return Exit::Usage;
+    };
+    let sha = match sha256_file(&args.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("paygate: {}: {e}", args.file.display());
+            return Exit::Usage;
+        }
+    };
+    let msg_id = args
+        .msg_id
+        .clone()
+        .unwrap_or_else(|| render::content_msg_id(&sha));
+    if msg_id.is_empty() || msg_id.chars().count() > 30 || !msg_id.is_ascii() {
+        eprintln!(
+            "paygate: --msg-id must be 1 to 30 ASCII characters (payment-information ids add a suffix to it)"
+        );
+        return Exit::Usage;
+    }
+    let created = args
+        .created
+        .unwrap_or_else(|| chrono::Local::now().fixed_offset());
+    let today = args
+        .as_of
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    let (Some(rules), Some(header)) = (
+        Rules::new(&cfg, &channel, today),
+        BatchHeader::new(&cfg, &channel, msg_id.clone(), created),
+    ) else {
+        eprintln!("paygate: channel `{channel}` is not usable; run `paygate check-config`");
+        return Exit::Config;
+    };
+    let mut file = match render::open(&format, &cfg.templates_dir(), header) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("paygate: {e}");
+            return match e {
+                render::FormatError::Unknown { .. } => Exit::Usage,
+                render::FormatError::BadTemplate { .. } => Exit::Config,
+            };
+        }
+    };
+    let mut layout_findings: Vec<Finding> = Vec::new();
+    let mut io_error: Option<std::io::Error> = None;
+    let result = crate::intake::open(&args.file, ch).and_then(|mut table| {
+        validate_table(&mut table, &rules, ch, |p| {
+            let e2e = p
+                .end_to_end_id
+                .clone()
+                .unwrap_or_else(|| render::generated_end_to_end_id(&msg_id, p.row));
+            match file.add(&p, &e2e) {
+                Ok(()) => {}
+                Err(RenderError::Value {
+                    row,
+                    field,
+                    value,
+                    problem,
+                }) => layout_findings.push(
+                    Finding::error(
+                        "layout.value",
+                        format!("does not fit the bank's layout: field `{field}` {problem}"),
+                    )
+                    .at(row)
+                    .value(value),
+                ),
+                Err(RenderError::Io(e)) => {
+                    io_error.get_or_insert(e);
+                }
+            }
+        })
+    });
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paygate: {e}");
+            return Exit::Usage;
+        }
+    };
+    if let Some(e) = io_error {
+        eprintln!("paygate: while rendering: {e}");
+        return Exit::Usage;
+    }
+    report.findings.extend(layout_findings);
+    report.findings.sort_by_key(|f| f.row.unwrap_or(0));
+    let to_stdout = args.output.is_none();
+    let show = |s: &str| {
+        if to_stdout {
+            eprint!("{s}")
+        } else {
+            print!("{s}")
+        }
+    };
+    if report.errors() > 0 || !report.findings.is_empty() {
+        show(&render_report(&report, &ch.bank));
+    }
+    if report.errors() > 0 {
+        show("nothing written: fix the errors above and convert again\n");
+        return Exit::InputErrors;
+    }
+    let written = match &args.output {
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            file.finish(&mut w)
+                .map_err(|e| e.to_string())
+                .and_then(|s| w.flush().map(|_| s).map_err(|e| e.to_string()))
+        }
+        Some(out) => write_atomically(out, file),
+    };
+    match written {
+        Ok(summary) => {
+            let totals: Vec<String> = summary
+                .totals
+                .iter()
+                .map(|(c, a)| format!("{a} {c}"))
+                .collect();
+            show(&format!(
+                "{} payments ({}) · MsgId {msg_id} · {format} · {}\n",
+                summary.payments,
+                totals.join(" + "),
+                match &args.output {
+                    Some(p) => format!("wrote {} ({} bytes)", p.display(), summary.bytes),
+                    None => format!("{} bytes to standard output", summary.bytes),
+                }
+            ));
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("paygate: {e}");
+            Exit::Usage
+        }
+    }
+}
+
+/// Writes to a temporary file beside `out`, synced, then renamed: `out` is complete or absent.
+fn write_atomically(
+    out: &Path,
+    file: Box<dyn render::BankFile>,
+) -> Result<render::Summary, String> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    let summary = file
+        .finish(&mut w)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    tmp.persist(out)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(summary)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
