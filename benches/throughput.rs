@@ -1,10 +1,11 @@
 //! Throughput benchmark: `cargo bench --bench throughput [-- SIZES]`.
 //!
 //! Generates payroll files of 10k, 100k and 1M rows (CSV; XLSX up to 100k) under
-//! target/bench-data/, runs the release `paygate validate` on each as a separate process, and
-//! prints wall time, rows per second and the peak resident memory of that process (from
-//! wait4's rusage). Each measurement is the best of 3 runs. Sizes can be given as arguments,
-//! e.g. `cargo bench --bench throughput -- 10000 100000`.
+//! target/bench-data/, runs the release `paygate validate` on each, and `paygate convert` of
+//! the CSV to pain.001.001.09, each as a separate process, and prints wall time, rows per second
+//! and the peak resident memory of that process (from wait4's rusage). Each measurement is the
+//! best of 3 runs. Sizes can be given as arguments, e.g.
+//! `cargo bench --bench throughput -- 10000 100000`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -202,10 +203,12 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bench.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    println!("paygate validate throughput (best of 3; peak RSS of the paygate process)");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let out = dir.join("out.xml").to_str().unwrap().to_string();
+    println!("paygate throughput (best of 3; peak RSS of the paygate process)");
     println!(
-        "{:<6} {:>9} {:>10} {:>9} {:>12} {:>10}",
-        "format", "rows", "file MB", "seconds", "rows/s", "peak MB"
+        "{:<9} {:<5} {:>9} {:>9} {:>8} {:>10} {:>8}",
+        "command", "input", "rows", "input MB", "seconds", "rows/s", "peak MB"
     );
     for &n in &sizes {
         for fmt in ["csv", "xlsx"] {
@@ -221,24 +224,45 @@ fn main() {
                 }
             }
             let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
-            let args = [
+            let file = file.to_str().unwrap();
+            let validate = ["--config", &cfg, "validate", file, "--as-of", "2026-11-30"];
+            let convert = [
                 "--config",
-                cfg.to_str().unwrap(),
-                "validate",
-                file.to_str().unwrap(),
+                &cfg,
+                "convert",
+                file,
                 "--as-of",
                 "2026-11-30",
+                "--format",
+                "pain.001.001.09",
+                "--created",
+                "2026-11-30T09:00:00+08:00",
+                "-o",
+                &out,
             ];
-            let (best, rss) = (0..3)
-                .map(|_| run_once(&args))
-                .min_by_key(|(d, _)| *d)
-                .unwrap();
-            let secs = best.as_secs_f64();
-            println!(
-                "{fmt:<6} {n:>9} {mb:>10.1} {secs:>9.3} {:>12.0} {:>10.1}",
-                n as f64 / secs,
-                rss as f64 / 1024.0
-            );
+            let mut runs: Vec<(&str, &[&str])> = vec![("validate", &validate)];
+            if fmt == "csv" {
+                runs.push(("convert", &convert));
+            }
+            for (command, args) in runs {
+                let (best, rss) = (0..3)
+                    .map(|_| run_once(args))
+                    .min_by_key(|(d, _)| *d)
+                    .unwrap();
+                let secs = best.as_secs_f64();
+                println!(
+                    "{command:<9} {fmt:<5} {n:>9} {mb:>9.1} {secs:>8.3} {:>10.0} {:>8.1}",
+                    n as f64 / secs,
+                    rss as f64 / 1024.0
+                );
+            }
         }
     }
+    if let Ok(m) = std::fs::metadata(&out) {
+        println!(
+            "(last pain.001.001.09 written: {:.1} MB)",
+            m.len() as f64 / 1e6
+        );
+    }
+    let _ = std::fs::remove_file(&out);
 }

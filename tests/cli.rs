@@ -277,3 +277,101 @@ fn mutated_inputs_never_panic() {
     assert_eq!(outcomes.iter().sum::<usize>(), 360);
     assert!(outcomes[1] + outcomes[2] > 180, "{outcomes:?}");
 }
+
+#[test]
+fn formats_lists_pain001_versions_and_templates() {
+    let o = paygate(&["--config", CFG, "formats"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    for name in [
+        "pain.001.001.03",
+        "pain.001.001.09",
+        "pain.001.001.12",
+        "cn-payroll-gbk",
+        "fixed-width-gbk",
+        "generic-csv",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(name)),
+            "{name} not listed:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn convert_to_stdout_keeps_the_report_on_stderr() {
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "convert",
+        "samples/payroll.csv",
+        "--channel",
+        "payroll",
+        "--format",
+        "generic-csv",
+        "--as-of",
+        "2026-11-30",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let csv = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(
+        csv.starts_with("End to End ID,Beneficiary,Account,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 41);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("40 payments"));
+    // Devices are written to, never replaced.
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "convert",
+        "samples/payroll.csv",
+        "--channel",
+        "payroll",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device_like()
+    );
+}
+
+trait CharDevice {
+    fn is_char_device_like(&self) -> bool;
+}
+
+impl CharDevice for std::fs::FileType {
+    fn is_char_device_like(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.is_char_device()
+    }
+}
+
+#[test]
+fn the_same_file_converts_to_the_same_msg_id() {
+    let run = || {
+        let o = paygate(&[
+            "--config",
+            CFG,
+            "convert",
+            "samples/supplier.csv",
+            "--channel",
+            "supplier",
+            "--created",
+            "2026-11-30T09:00:00+01:00",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        o.stdout
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(
+        a, b,
+        "same file, same config, same creation time: same bytes"
+    );
+    let xml = String::from_utf8(a).unwrap();
+    assert!(xml.contains("<MsgId>PG"), "{xml}");
+}

@@ -189,10 +189,24 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
 }
 
 /// Writes to a temporary file beside `out`, synced, then renamed: `out` is complete or absent.
+/// A device or pipe (`/dev/null`, a FIFO) is written to directly: it must never be replaced.
 fn write_atomically(
     out: &Path,
     file: Box<dyn render::BankFile>,
 ) -> Result<render::Summary, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
+    if let Ok(meta) = std::fs::metadata(out)
+        && !meta.is_file()
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)
+            .map_err(|e| fail(&e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let summary = file.finish(&mut w).map_err(|e| fail(&e))?;
+        w.flush().map_err(|e| fail(&e))?;
+        return Ok(summary);
+    }
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
