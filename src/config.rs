@@ -56,6 +56,12 @@ pub struct Company {
     /// Postal address, sent as the debtor's in the bank's address mode.
     #[serde(default)]
     pub address: Option<crate::model::Address>,
+    /// Short name used in remote file names (`{company}`); default: the name's letters and digits.
+    #[serde(default)]
+    pub short_name: Option<String>,
+    /// The company's OpenPGP key, which signs what is sent and decrypts what comes back.
+    #[serde(default)]
+    pub pgp: Option<CompanyPgp>,
     pub accounts: BTreeMap<String, DebtorAccountCfg>,
 }
 
@@ -142,6 +148,143 @@ pub struct Bank {
     /// write and send; banks do not need it.
     #[serde(default)]
     pub pretty_xml: bool,
+    #[serde(default)]
+    pub pgp: Option<BankPgp>,
+    #[serde(default)]
+    pub transport: Option<Transport>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyPgp {
+    /// The company's secret key file (ASCII-armored or binary); must not be readable by others.
+    pub secret_key: PathBuf,
+    /// Pinned fingerprint of that key.
+    pub fingerprint: String,
+    /// A file holding the passphrase, when the secret key is protected by one.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zip,
+    Zlib,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankPgp {
+    /// The bank's public key files; several during a key rotation.
+    pub keys: Vec<PathBuf>,
+    /// Pinned fingerprints, one per key file, in the same order.
+    pub fingerprints: Vec<String>,
+    #[serde(default = "yes")]
+    pub armor: bool,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Also encrypt to the company key, so that the archived copy stays readable.
+    #[serde(default = "yes")]
+    pub encrypt_to_self: bool,
+    /// Refuse unsigned files from the bank. Turn off only for a bank that does not sign.
+    #[serde(default = "yes")]
+    pub require_signature: bool,
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning_days: u32,
+}
+
+fn default_expiry_warning() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Sftp,
+    Folder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterDownload {
+    /// Remove the file from the bank's server once it is safely in the spool.
+    #[default]
+    Delete,
+    /// Move it to `archive_dir` on the server.
+    Move,
+    /// Leave it; it is recognised by name and hash and not processed again.
+    Keep,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transport {
+    #[serde(rename = "type")]
+    pub kind: TransportKind,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The client's private key (ed25519 or RSA) for SFTP authentication.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
+    /// A known_hosts file that pins the server's host key.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// Pinned host key fingerprints, `SHA256:…` as ssh-keygen -lf prints them.
+    #[serde(default)]
+    pub host_key_fingerprints: Vec<String>,
+    /// SFTP: remote folders; folder transport: local folders.
+    #[serde(default)]
+    pub upload_dir: Option<String>,
+    #[serde(default)]
+    pub download_dir: Option<String>,
+    /// Remote file name: `{company}`, `{msgid}`, `{channel}`, `{date}`, `{batch}`.
+    #[serde(default = "default_remote_name")]
+    pub remote_name: String,
+    /// Upload to `NAME.part`, then rename. Turn off for servers that pick files up at once
+    /// and cannot ignore `.part` files.
+    #[serde(default = "yes")]
+    pub use_temp_name: bool,
+    /// Which files in `download_dir` are the bank's return files (glob: `*`, `?`).
+    #[serde(default = "default_patterns")]
+    pub download_patterns: Vec<String>,
+    #[serde(default)]
+    pub after_download: AfterDownload,
+    #[serde(default)]
+    pub archive_dir: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Attempts for each connect, upload and download.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// First retry delay; doubled each attempt, with jitter.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+fn default_port() -> u16 {
+    22
+}
+fn default_remote_name() -> String {
+    "{company}_{msgid}.pgp".into()
+}
+fn default_patterns() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff_ms() -> u64 {
+    500
 }
 
 fn default_name_len() -> usize {
@@ -420,6 +563,18 @@ impl Config {
         out
     }
 
+    /// `{company}` in remote file names.
+    pub fn company_short_name(&self) -> String {
+        self.company.short_name.clone().unwrap_or_else(|| {
+            self.company
+                .name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(20)
+                .collect()
+        })
+    }
+
     pub fn templates_dir(&self) -> PathBuf {
         self.resolve(&self.paygate.templates_dir)
     }
@@ -567,6 +722,100 @@ impl Config {
                         "`{cb}` is not an ISO 20022 charge bearer: use SLEV, SHAR, DEBT or CRED"
                     ),
                 );
+            }
+            if let Some(pgp) = &bank.pgp {
+                if pgp.keys.is_empty() {
+                    p(
+                        format!("{key}.pgp.keys"),
+                        "name at least one key file of the bank".into(),
+                    );
+                }
+                if pgp.keys.len() != pgp.fingerprints.len() {
+                    p(
+                        format!("{key}.pgp.fingerprints"),
+                        format!(
+                            "{} key files but {} fingerprints: pin every key file, in the same order",
+                            pgp.keys.len(),
+                            pgp.fingerprints.len()
+                        ),
+                    );
+                }
+                for (i, f) in pgp.fingerprints.iter().enumerate() {
+                    let n = crate::seal::normalize_fingerprint(f);
+                    if !(n.len() == 40 || n.len() == 64)
+                        || !n.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        p(
+                            format!("{key}.pgp.fingerprints[{i}]"),
+                            format!(
+                                "`{f}` is not an OpenPGP fingerprint (40 or 64 hex digits; `paygate keys show FILE` prints it)"
+                            ),
+                        );
+                    }
+                }
+                if self.company.pgp.is_none() {
+                    p(
+                        "company.pgp".into(),
+                        format!(
+                            "bank `{name}` exchanges OpenPGP files: set company.pgp.secret_key and company.pgp.fingerprint (`paygate keys generate` makes a key)"
+                        ),
+                    );
+                }
+            }
+            if let Some(t) = &bank.transport {
+                let tk = format!("{key}.transport");
+                match t.kind {
+                    TransportKind::Sftp => {
+                        for (k, missing) in [
+                            ("host", t.host.is_none()),
+                            ("user", t.user.is_none()),
+                            ("identity", t.identity.is_none()),
+                            ("upload_dir", t.upload_dir.is_none()),
+                            ("download_dir", t.download_dir.is_none()),
+                        ] {
+                            if missing {
+                                p(format!("{tk}.{k}"), "required for an sftp transport".into());
+                            }
+                        }
+                        if t.known_hosts.is_none() && t.host_key_fingerprints.is_empty() {
+                            p(
+                                format!("{tk}.known_hosts"),
+                                "pin the server's host key: set known_hosts or host_key_fingerprints (`paygate check` shows the server's key)".into(),
+                            );
+                        }
+                    }
+                    TransportKind::Folder => {
+                        for (k, missing) in [
+                            ("upload_dir", t.upload_dir.is_none()),
+                            ("download_dir", t.download_dir.is_none()),
+                        ] {
+                            if missing {
+                                p(
+                                    format!("{tk}.{k}"),
+                                    "required for a folder transport (a local path)".into(),
+                                );
+                            }
+                        }
+                    }
+                }
+                if t.after_download == AfterDownload::Move && t.archive_dir.is_none() {
+                    p(
+                        format!("{tk}.archive_dir"),
+                        "after_download = \"move\" needs archive_dir".into(),
+                    );
+                }
+                if t.attempts == 0 || t.timeout_secs == 0 {
+                    p(
+                        tk.clone(),
+                        "attempts and timeout_secs must be at least 1".into(),
+                    );
+                }
+                if !t.remote_name.contains("{msgid}") {
+                    p(
+                        format!("{tk}.remote_name"),
+                        "must contain {msgid}: the remote name must depend only on the batch, so that a resend finds the file it may already have sent".into(),
+                    );
+                }
             }
             if let Some(sl) = &bank.service_level
                 && !(1..=4).contains(&sl.len())

@@ -6,9 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod finding;
 pub mod intake;
 pub mod model;
 pub mod render;
+pub mod seal;
 pub mod store;
+pub mod transport;
 pub mod validate;

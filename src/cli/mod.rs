@@ -4,7 +4,10 @@
 mod check_config;
 mod convert;
 mod formats;
+mod keys;
+mod pgp;
 mod validate;
+mod wire;
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
@@ -49,6 +52,19 @@ enum Command {
     Formats(formats::Args),
     /// Check the config file and print every problem, each with its key
     CheckConfig(check_config::Args),
+    /// Check config, keys (and their expiry), connections, host keys and remote folders
+    Check(wire::CheckArgs),
+    /// The company's OpenPGP key
+    #[command(subcommand)]
+    Keys(keys::Command),
+    /// Sign and encrypt a file for a bank exactly as the daemon would
+    Seal(pgp::Args),
+    /// Decrypt a file from a bank and verify the bank's signature
+    Open(pgp::Args),
+    /// Upload one sealed file to a bank (e.g. a manual resend)
+    Send(wire::SendArgs),
+    /// Pull the bank's waiting return files once into the spool, open them, and list them
+    Fetch(wire::FetchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +87,12 @@ pub fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a, &config_path),
         Command::Formats(a) => formats::run(a, &config_path),
         Command::CheckConfig(a) => check_config::run(a, &config_path),
+        Command::Check(a) => wire::check(a, &config_path),
+        Command::Keys(c) => keys::run(c),
+        Command::Seal(a) => pgp::seal(a, &config_path),
+        Command::Open(a) => pgp::open(a, &config_path),
+        Command::Send(a) => wire::send(a, &config_path),
+        Command::Fetch(a) => wire::fetch(a, &config_path),
     };
     exit.into()
 }
@@ -87,6 +109,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -437,6 +437,177 @@ impl Store {
     }
 }
 
+/// A file received from a bank, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnFile {
+    pub id: i64,
+    pub bank: String,
+    pub remote_name: String,
+    pub size: i64,
+    pub sha256: String,
+    pub spool_path: String,
+    pub received_at: String,
+    pub state: String,
+    pub signer: Option<String>,
+    pub reason: Option<String>,
+    pub opened_path: Option<String>,
+}
+
+impl Store {
+    /// Records a file downloaded from a bank. `new` is false when the same name and content
+    /// were recorded before: the file must not be processed again.
+    pub async fn record_return(
+        &self,
+        bank: &str,
+        remote_name: &str,
+        size: u64,
+        sha256: &str,
+        spool_path: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(i64, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO return_files (bank, remote_name, size, sha256, spool_path, received_at, state)
+             VALUES ($1, $2, $3, $4, $5, $6, 'received') ON CONFLICT (bank, remote_name, sha256) DO NOTHING",
+        )
+        .bind(bank)
+        .bind(remote_name)
+        .bind(size as i64)
+        .bind(sha256)
+        .bind(spool_path)
+        .bind(ts(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let id: i64 = sqlx::query(
+            "SELECT id FROM return_files WHERE bank = $1 AND remote_name = $2 AND sha256 = $3",
+        )
+        .bind(bank)
+        .bind(remote_name)
+        .bind(sha256)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        if inserted {
+            append_audit(
+                &mut tx,
+                at,
+                "paygate",
+                "return.received",
+                None,
+                &format!("bank={bank} name={remote_name} size={size} sha256={sha256}"),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((id, inserted))
+    }
+
+    /// Marks a received file as opened (decrypted and verified) or quarantined, with why.
+    pub async fn set_return_state(
+        &self,
+        id: i64,
+        state: &str,
+        signer: Option<&str>,
+        reason: Option<&str>,
+        opened_path: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE return_files SET state = $1, signer = $2, reason = $3, opened_path = $4 WHERE id = $5")
+            .bind(state)
+            .bind(signer)
+            .bind(reason)
+            .bind(opened_path)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            &format!("return.{state}"),
+            None,
+            &format!(
+                "return_file={id} signer={} reason={}",
+                signer.unwrap_or("-"),
+                reason.unwrap_or("-")
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn return_files(&self, bank: Option<&str>) -> Result<Vec<ReturnFile>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, bank, remote_name, size, sha256, spool_path, received_at, state, signer, reason, opened_path
+             FROM return_files WHERE ($1 IS NULL OR bank = $1) ORDER BY id",
+        )
+        .bind(bank)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ReturnFile {
+                id: r.get(0),
+                bank: r.get(1),
+                remote_name: r.get(2),
+                size: r.get(3),
+                sha256: r.get(4),
+                spool_path: r.get(5),
+                received_at: r.get(6),
+                state: r.get(7),
+                signer: r.get(8),
+                reason: r.get(9),
+                opened_path: r.get(10),
+            })
+            .collect())
+    }
+
+    /// Records an upload's outcome, with an audit entry naming who sent it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_upload(
+        &self,
+        bank: &str,
+        batch: Option<i64>,
+        remote_name: &str,
+        sha256: &str,
+        size: u64,
+        outcome: &str,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO uploads (bank, batch_id, remote_name, sha256, size, outcome, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(bank)
+        .bind(batch)
+        .bind(remote_name)
+        .bind(sha256)
+        .bind(size as i64)
+        .bind(outcome)
+        .bind(ts(at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            actor,
+            "upload",
+            batch,
+            &format!(
+                "bank={bank} name={remote_name} sha256={sha256} size={size} outcome={outcome}"
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 async fn append_audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     at: DateTime<Utc>,

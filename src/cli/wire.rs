@@ -1,0 +1,249 @@
+//! `paygate send`, `paygate fetch` and `paygate check`: the daemon's delivery code paths, by
+//! hand, for admins.
+
+use super::pgp::exit_for;
+use super::{Exit, load_config};
+use crate::config::Config;
+use crate::delivery::{self, FetchOutcome};
+use crate::store::Store;
+use crate::transport::PutOutcome;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    /// A sealed file (e.g. from `paygate seal`), sent exactly as it is
+    file: PathBuf,
+    #[arg(long)]
+    bank: String,
+    /// Remote file name [default: the file's name]
+    #[arg(long = "as", value_name = "NAME")]
+    remote_name: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    #[arg(long)]
+    bank: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Check only this bank
+    #[arg(long)]
+    bank: Option<String>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn open_store(cfg: &Config) -> Result<Store, Exit> {
+    std::fs::create_dir_all(cfg.data_dir()).map_err(|e| {
+        eprintln!("paygate: data directory {}: {e}", cfg.data_dir().display());
+        Exit::Usage
+    })?;
+    Store::open(&cfg.database_url()).await.map_err(|e| {
+        eprintln!("paygate: {e}");
+        Exit::Usage
+    })
+}
+
+pub fn send(args: SendArgs, config_path: &Path) -> Exit {
+    let cfg = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let name = args
+        .remote_name
+        .clone()
+        .or_else(|| {
+            args.file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("paygate: {}: {e}", args.file.display());
+            return Exit::Usage;
+        }
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let rt = runtime();
+    rt.block_on(async {
+        let store = match open_store(&cfg).await {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let (c, b, f, n) = (cfg.clone(), args.bank.clone(), args.file.clone(), name.clone());
+        let result = tokio::task::spawn_blocking(move || delivery::send(&c, &b, &f, &n)).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let actor = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "admin".into());
+        match result {
+            Ok(outcome) => {
+                let (word, n) = match outcome {
+                    PutOutcome::Uploaded { bytes } => ("uploaded", bytes),
+                    PutOutcome::AlreadyThere { bytes } => ("already-there", bytes),
+                };
+                if let Err(e) = store.record_upload(&args.bank, None, &name, &sha, n, word, &actor, chrono::Utc::now()).await {
+                    eprintln!("paygate: the upload succeeded but could not be recorded: {e}");
+                    return Exit::Usage;
+                }
+                match outcome {
+                    PutOutcome::Uploaded { bytes } => println!("uploaded {name} to bank {} ({bytes} bytes, SHA-256 {sha})", args.bank),
+                    PutOutcome::AlreadyThere { bytes } => println!(
+                        "{name} is already on bank {}'s server with the same size ({bytes} bytes): an earlier attempt completed; nothing sent",
+                        args.bank
+                    ),
+                }
+                Exit::Ok
+            }
+            Err(e) => {
+                let _ = store.record_upload(&args.bank, None, &name, &sha, bytes.len() as u64, "failed", &actor, chrono::Utc::now()).await;
+                eprintln!("paygate: {e}");
+                exit_for(&e)
+            }
+        }
+    })
+}
+
+pub fn fetch(args: FetchArgs, config_path: &Path) -> Exit {
+    let cfg = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let store = match open_store(&cfg).await {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        match delivery::fetch(&cfg, &store, &args.bank).await {
+            Ok(files) if files.is_empty() => {
+                println!("no files waiting at bank {}", args.bank);
+                Exit::Ok
+            }
+            Ok(files) => {
+                let mut refused = false;
+                for f in &files {
+                    let what = match &f.outcome {
+                        FetchOutcome::Opened { path, signer } => format!(
+                            "opened → {} (signed by {})",
+                            path.display(),
+                            signer
+                                .as_deref()
+                                .unwrap_or("nobody: unsigned accepted by configuration")
+                        ),
+                        FetchOutcome::Quarantined { path, reason } => {
+                            refused = true;
+                            format!("QUARANTINED → {}: {reason}", path.display())
+                        }
+                        FetchOutcome::Duplicate => {
+                            "seen before (same name and content): skipped".into()
+                        }
+                        FetchOutcome::Incomplete => {
+                            "still being written by the bank: left for the next round".into()
+                        }
+                    };
+                    println!(
+                        "{}  {} bytes  sha256 {}…  {what}",
+                        f.remote_name,
+                        f.size,
+                        &f.sha256[..16]
+                    );
+                }
+                if refused { Exit::InputErrors } else { Exit::Ok }
+            }
+            Err(e) => {
+                eprintln!("paygate: {e}");
+                exit_for(&e)
+            }
+        }
+    })
+}
+
+pub fn check(args: CheckArgs, config_path: &Path) -> Exit {
+    let cfg = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    println!("ok    config {}", config_path.display());
+    let mut failed = false;
+    let mut line = |ok: bool, text: String| {
+        failed |= !ok;
+        println!("{}  {text}", if ok { "ok  " } else { "FAIL" });
+    };
+    let banks: Vec<String> = match &args.bank {
+        Some(b) if !cfg.banks.contains_key(b) => {
+            eprintln!("paygate: no bank `{b}` in the config");
+            return Exit::Usage;
+        }
+        Some(b) => vec![b.clone()],
+        None => cfg.banks.keys().cloned().collect(),
+    };
+    for bank in banks {
+        let b = &cfg.banks[&bank];
+        if b.pgp.is_some() {
+            match delivery::keyring(&cfg, &bank, SystemTime::now()) {
+                Ok((kr, warnings)) => {
+                    line(
+                        true,
+                        format!(
+                            "bank {bank}: keys load and match their pins (company key {})",
+                            kr.company_fingerprint().to_hex()
+                        ),
+                    );
+                    for w in warnings {
+                        let days = w
+                            .expires
+                            .duration_since(SystemTime::now())
+                            .unwrap_or(Duration::ZERO)
+                            .as_secs()
+                            / 86_400;
+                        line(
+                            false,
+                            format!(
+                                "bank {bank}: key {} ({}) expires in {days} days: arrange its renewal now",
+                                w.fingerprint,
+                                w.path.display()
+                            ),
+                        );
+                    }
+                }
+                Err(e) => line(false, format!("bank {bank}: {e}")),
+            }
+        } else {
+            println!("-     bank {bank}: no OpenPGP configured");
+        }
+        if b.transport.is_none() {
+            println!("-     bank {bank}: no transport configured");
+            continue;
+        }
+        match delivery::connect(&cfg, &bank) {
+            Ok(mut link) => {
+                line(
+                    true,
+                    format!("bank {bank}: connected; host key matches its pin; authenticated"),
+                );
+                for (what, r) in link.check() {
+                    match r {
+                        Ok(()) => line(true, format!("bank {bank}: {what}")),
+                        Err(e) => line(false, format!("bank {bank}: {what}: {e}")),
+                    }
+                }
+            }
+            Err(e) => line(false, format!("bank {bank}: {e}")),
+        }
+    }
+    if failed { Exit::InputErrors } else { Exit::Ok }
+}

@@ -1,0 +1,432 @@
+//! Delivery: the wire between the company and its bank, put together from `seal`, `transport`
+//! and `store`. Sending an already sealed file; picking up the bank's return files into the
+//! spool (each recorded before the remote copy is removed), then opening them (decrypt and
+//! verify) into `opened/`, or moving them to `quarantine/` with the reason beside them.
+//! Blocking work (SFTP, OpenPGP) runs in `spawn_blocking` with owned inputs.
+
+use crate::config::{Config, Transport as TransportCfg};
+use crate::seal::{ExpiryWarning, Keyring, Opened, SealError};
+use crate::store::{Store, StoreError};
+use crate::transport::{self, Link, PutOutcome, TransportError};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("no bank `{0}` in the config")]
+    NoSuchBank(String),
+    #[error("bank `{bank}` has no {what} configured ([banks.{bank}.{what}])")]
+    NotConfigured { bank: String, what: &'static str },
+    #[error(transparent)]
+    Seal(Box<SealError>),
+    #[error(transparent)]
+    Transport(Box<TransportError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+impl From<SealError> for DeliveryError {
+    fn from(e: SealError) -> Self {
+        DeliveryError::Seal(Box::new(e))
+    }
+}
+
+impl From<TransportError> for DeliveryError {
+    fn from(e: TransportError) -> Self {
+        DeliveryError::Transport(Box::new(e))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeliveryError + '_ {
+    move |e| DeliveryError::Io(path.to_path_buf(), e)
+}
+
+/// Loads the company key and the bank's keys, checked against their pins.
+pub fn keyring(
+    cfg: &Config,
+    bank: &str,
+    now: SystemTime,
+) -> Result<(Keyring, Vec<ExpiryWarning>), DeliveryError> {
+    let b = cfg
+        .banks
+        .get(bank)
+        .ok_or_else(|| DeliveryError::NoSuchBank(bank.into()))?;
+    let bank_pgp = b.pgp.as_ref().ok_or_else(|| DeliveryError::NotConfigured {
+        bank: bank.into(),
+        what: "pgp",
+    })?;
+    let company = cfg
+        .company
+        .pgp
+        .as_ref()
+        .ok_or_else(|| DeliveryError::NotConfigured {
+            bank: bank.into(),
+            what: "pgp (company.pgp is missing)",
+        })?;
+    let passphrase = match &company.passphrase_file {
+        Some(p) => {
+            let p = cfg.resolve(p);
+            crate::seal::check_secret_file_mode(&p)?;
+            Some(
+                std::fs::read_to_string(&p)
+                    .map_err(io(&p))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            )
+        }
+        None => None,
+    };
+    let bank_keys: Vec<PathBuf> = bank_pgp.keys.iter().map(|k| cfg.resolve(k)).collect();
+    Ok(Keyring::load(
+        company,
+        &cfg.resolve(&company.secret_key),
+        passphrase.as_deref(),
+        bank_pgp,
+        &bank_keys,
+        now,
+    )?)
+}
+
+fn transport_of<'a>(cfg: &'a Config, bank: &str) -> Result<&'a TransportCfg, DeliveryError> {
+    let b = cfg
+        .banks
+        .get(bank)
+        .ok_or_else(|| DeliveryError::NoSuchBank(bank.into()))?;
+    b.transport
+        .as_ref()
+        .ok_or_else(|| DeliveryError::NotConfigured {
+            bank: bank.into(),
+            what: "transport",
+        })
+}
+
+/// Connects with retries (each attempt a fresh connection).
+pub fn connect(cfg: &Config, bank: &str) -> Result<Box<dyn Link + Send>, DeliveryError> {
+    let t = transport_of(cfg, bank)?.clone();
+    let base = cfg.clone();
+    let resolve = move |p: &Path| base.resolve(p);
+    Ok(transport::with_retries(
+        t.attempts,
+        Duration::from_millis(t.backoff_ms),
+        &format!("connect to bank `{bank}`"),
+        |_| transport::connect(&t, &resolve),
+    )?)
+}
+
+/// Uploads an already sealed file under `remote_name`, retrying transient failures; every
+/// attempt is idempotent (see `transport`), so a retry never makes a second file.
+pub fn send(
+    cfg: &Config,
+    bank: &str,
+    sealed: &Path,
+    remote_name: &str,
+) -> Result<PutOutcome, DeliveryError> {
+    let t = transport_of(cfg, bank)?.clone();
+    Ok(transport::with_retries(
+        t.attempts,
+        Duration::from_millis(t.backoff_ms),
+        &format!("upload {remote_name} to bank `{bank}`"),
+        |_| {
+            let mut link = connect_once(cfg, bank)?;
+            link.put(sealed, remote_name)
+        },
+    )?)
+}
+
+fn connect_once(cfg: &Config, bank: &str) -> Result<Box<dyn Link + Send>, TransportError> {
+    let t = transport_of(cfg, bank).map_err(|e| TransportError::Permanent {
+        what: bank.into(),
+        detail: e.to_string(),
+    })?;
+    let base = cfg.clone();
+    transport::connect(t, &move |p: &Path| base.resolve(p))
+}
+
+/// Where a bank's files live locally.
+pub struct Spool {
+    pub incoming: PathBuf,
+    pub opened: PathBuf,
+    pub quarantine: PathBuf,
+}
+
+impl Spool {
+    pub fn of(cfg: &Config, bank: &str) -> Spool {
+        let d = cfg.data_dir();
+        Spool {
+            incoming: d.join("spool").join(bank).join("incoming"),
+            opened: d.join("spool").join(bank).join("opened"),
+            quarantine: d.join("quarantine").join(bank),
+        }
+    }
+
+    fn create(&self) -> Result<(), DeliveryError> {
+        for d in [&self.incoming, &self.opened, &self.quarantine] {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        Ok(())
+    }
+}
+
+/// One file picked up from the bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub remote_name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub outcome: FetchOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Decrypted and verified; the plaintext is at `path`.
+    Opened {
+        path: PathBuf,
+        signer: Option<String>,
+    },
+    /// Refused: moved to `path` with `reason` written beside it.
+    Quarantined { path: PathBuf, reason: String },
+    /// Seen before (same name and content): not processed again.
+    Duplicate,
+    /// Changed while being downloaded: left for the next round.
+    Incomplete,
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes `path` through a temporary file beside it, synced, then renamed.
+fn write_durably(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    f(tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Pulls the bank's waiting files once: download → spool (synced) → store → dispose remote →
+/// open (decrypt + verify) → `opened/` or `quarantine/`.
+pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetched>, DeliveryError> {
+    let spool = Spool::of(cfg, bank);
+    spool.create()?;
+    let t = transport_of(cfg, bank)?.clone();
+    let (cfg_c, bank_c) = (cfg.clone(), bank.to_string());
+    let mut link = blocking(move || connect(&cfg_c, &bank_c)).await?;
+    let (l, listed) = blocking(move || {
+        let r = link.list();
+        (link, r)
+    })
+    .await;
+    link = l;
+    let listed = listed?;
+    let (cfg_k, bank_k) = (cfg.clone(), bank.to_string());
+    let (keyring, warnings) = blocking(move || keyring(&cfg_k, &bank_k, SystemTime::now())).await?;
+    for w in &warnings {
+        tracing::warn!(
+            error_code = "pgp.key_expiring",
+            "key {} ({}) expires soon",
+            w.fingerprint,
+            w.path.display()
+        );
+    }
+    let keyring = std::sync::Arc::new(keyring);
+    let mut out = Vec::new();
+    for file in listed {
+        let tmp_path = spool.incoming.join(format!(
+            ".{}.download",
+            transport::safe_local_name(&file.name)
+        ));
+        let name = file.name.clone();
+        let tp = tmp_path.clone();
+        let attempts = t.attempts;
+        let backoff = Duration::from_millis(t.backoff_ms);
+        let (l, got) = blocking(move || {
+            let r = transport::with_retries(attempts, backoff, &format!("download {name}"), |_| {
+                let f = std::fs::File::create(&tp).map_err(|e| TransportError::Permanent {
+                    what: tp.display().to_string(),
+                    detail: e.to_string(),
+                })?;
+                let mut w = HashingWriter {
+                    inner: f,
+                    hash: Sha256::new(),
+                };
+                let n = link.get(&name, &mut w)?;
+                w.inner.sync_all().map_err(|e| TransportError::Transient {
+                    what: tp.display().to_string(),
+                    detail: e.to_string(),
+                })?;
+                Ok((n, hex::encode(w.hash.finalize())))
+            });
+            (link, r)
+        })
+        .await;
+        link = l;
+        let (size, sha) = got?;
+        if size != file.size {
+            let _ = std::fs::remove_file(&tmp_path);
+            out.push(Fetched {
+                remote_name: file.name,
+                size,
+                sha256: sha,
+                outcome: FetchOutcome::Incomplete,
+            });
+            continue;
+        }
+        let spooled = spool.incoming.join(format!(
+            "{}_{}",
+            &sha[..12],
+            transport::safe_local_name(&file.name)
+        ));
+        std::fs::rename(&tmp_path, &spooled).map_err(io(&spooled))?;
+        if let Ok(d) = std::fs::File::open(&spool.incoming) {
+            let _ = d.sync_all();
+        }
+        let (id, new) = store
+            .record_return(
+                bank,
+                &file.name,
+                size,
+                &sha,
+                &spooled.display().to_string(),
+                Utc::now(),
+            )
+            .await?;
+        // Only now, with the file durable and recorded, may the bank's copy go.
+        let name = file.name.clone();
+        let (l, disposed) = blocking(move || {
+            let r = link.dispose(&name);
+            (link, r)
+        })
+        .await;
+        link = l;
+        if let Err(e) = disposed {
+            tracing::warn!(
+                error_code = "transport.dispose",
+                "could not remove {} from the server: {e}; it will be recognised and skipped next time",
+                file.name
+            );
+        }
+        if !new {
+            out.push(Fetched {
+                remote_name: file.name,
+                size,
+                sha256: sha,
+                outcome: FetchOutcome::Duplicate,
+            });
+            continue;
+        }
+        let outcome = open_spooled(&keyring, &spool, &spooled, &file.name).await?;
+        match &outcome {
+            FetchOutcome::Opened { path, signer } => {
+                store
+                    .set_return_state(
+                        id,
+                        "opened",
+                        signer.as_deref(),
+                        None,
+                        Some(&path.display().to_string()),
+                        Utc::now(),
+                    )
+                    .await?
+            }
+            FetchOutcome::Quarantined { reason, .. } => {
+                tracing::error!(error_code = "return.quarantined", bank, file = %file.name, "quarantined: {reason}");
+                store
+                    .set_return_state(id, "quarantined", None, Some(reason), None, Utc::now())
+                    .await?
+            }
+            _ => {}
+        }
+        out.push(Fetched {
+            remote_name: file.name,
+            size,
+            sha256: sha,
+            outcome,
+        });
+    }
+    Ok(out)
+}
+
+/// Opens a spooled file: the plaintext to `opened/NAME` (only after verification succeeded),
+/// or the file to `quarantine/NAME` with `NAME.reason.txt`.
+async fn open_spooled(
+    keyring: &std::sync::Arc<Keyring>,
+    spool: &Spool,
+    spooled: &Path,
+    remote_name: &str,
+) -> Result<FetchOutcome, DeliveryError> {
+    let name = transport::safe_local_name(remote_name);
+    let plain_name = name
+        .strip_suffix(".pgp")
+        .or_else(|| name.strip_suffix(".gpg"))
+        .or_else(|| name.strip_suffix(".asc"))
+        .unwrap_or(&name)
+        .to_string();
+    let opened_path = spool.opened.join(&plain_name);
+    let kr = keyring.clone();
+    let (src, dst) = (spooled.to_path_buf(), opened_path.clone());
+    let result: Result<Opened, SealError> = blocking(move || {
+        let mut input = std::fs::File::open(&src)?;
+        let dir = dst.parent().unwrap_or(Path::new("."));
+        // A refused file's partial plaintext dies with the temporary file.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let opened = kr.open(&mut input, tmp.as_file_mut())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&dst).map_err(|e| e.error)?;
+        Ok(opened)
+    })
+    .await;
+    match result {
+        Ok(o) => Ok(FetchOutcome::Opened {
+            path: opened_path,
+            signer: o.signer,
+        }),
+        Err(e) => {
+            let reason = e.to_string();
+            let q = spool
+                .quarantine
+                .join(spooled.file_name().unwrap_or_default());
+            std::fs::rename(spooled, &q).map_err(io(&q))?;
+            let note = q.with_file_name(format!(
+                "{}.reason.txt",
+                q.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            write_durably(&note, |w| {
+                writeln!(w, "{remote_name}: quarantined by paygate\n{reason}")
+            })
+            .map_err(io(&note))?;
+            Ok(FetchOutcome::Quarantined { path: q, reason })
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Transport: the only module that opens sockets. Moves sealed files to the bank and the bank's
+//! return files back, over SFTP (`sftp`) or through local folders (`folder`, for banks reached
+//! through a front-end processor or a shared folder, and for the demo), with the same
+//! semantics: uploads go to a temporary name and are renamed when complete, never over an
+//! existing file; a resend after a crash finds the completed file or completes the `.part`.
+//! Synchronous; every blocking call has a deadline.
+
+pub mod folder;
+pub mod sftp;
+
+use crate::config::{Transport as TransportCfg, TransportKind};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(
+        "{host}:{port}: the server's host key is not pinned (not in {where_}).\n  It presents {key_type} {fingerprint}.\n  Verify this fingerprint with the bank out of band, then pin it, e.g. add to known_hosts:\n  {known_hosts_line}"
+    )]
+    HostKeyUnknown {
+        host: String,
+        port: u16,
+        where_: String,
+        key_type: String,
+        fingerprint: String,
+        known_hosts_line: String,
+    },
+    #[error(
+        "{host}:{port}: THE SERVER'S HOST KEY HAS CHANGED: it presents {key_type} {fingerprint}, which does not match the pinned key. Refusing to connect: this may be an attack. If the bank announced a new key, verify it out of band and update the pin."
+    )]
+    HostKeyChanged {
+        host: String,
+        port: u16,
+        key_type: String,
+        fingerprint: String,
+    },
+    #[error(
+        "{host}:{port}: authentication as `{user}` with key {identity} was refused by the server"
+    )]
+    AuthFailed {
+        host: String,
+        port: u16,
+        user: String,
+        identity: String,
+    },
+    #[error(
+        "{0}: a different file with this name is already on the server ({1}); refusing to overwrite it"
+    )]
+    Conflict(String, String),
+    #[error("{what}: {detail}")]
+    Transient { what: String, detail: String },
+    #[error("{what}: {detail}")]
+    Permanent { what: String, detail: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl TransportError {
+    /// Worth another attempt: network trouble, timeouts, a server that went away.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Transient { .. })
+    }
+}
+
+/// What an upload found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The complete file was written and renamed to its final name.
+    Uploaded { bytes: u64 },
+    /// The final name already held exactly this many bytes: an earlier attempt had completed.
+    AlreadyThere { bytes: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// A connection to the bank's file exchange.
+pub trait Link {
+    /// Uploads `local` as `name` in the upload folder (see the module doc for the semantics).
+    fn put(&mut self, local: &Path, name: &str) -> Result<PutOutcome, TransportError>;
+    /// The files in the download folder that match the bank's patterns.
+    fn list(&mut self) -> Result<Vec<RemoteFile>, TransportError>;
+    /// Copies a file from the download folder to `out`; returns its size.
+    fn get(&mut self, name: &str, out: &mut dyn Write) -> Result<u64, TransportError>;
+    /// Removes a downloaded file, or moves it to the archive folder, as configured.
+    fn dispose(&mut self, name: &str) -> Result<(), TransportError>;
+    /// Checks that the folders are there, readable and writable: one line each.
+    fn check(&mut self) -> Vec<(String, Result<(), String>)>;
+}
+
+/// Opens a link for a bank's transport (paths resolved by `resolve`).
+pub fn connect(
+    cfg: &TransportCfg,
+    resolve: &dyn Fn(&Path) -> std::path::PathBuf,
+) -> Result<Box<dyn Link + Send>, TransportError> {
+    match cfg.kind {
+        TransportKind::Sftp => Ok(Box::new(sftp::SftpLink::connect(cfg, resolve)?)),
+        TransportKind::Folder => Ok(Box::new(folder::FolderLink::new(cfg, resolve))),
+    }
+}
+
+/// Runs `op` up to `attempts` times while it fails transiently, waiting `backoff`, doubled each
+/// time, with ±25 % jitter so that several instances do not retry in step.
+pub fn with_retries<T>(
+    attempts: u32,
+    backoff: Duration,
+    what: &str,
+    mut op: impl FnMut(u32) -> Result<T, TransportError>,
+) -> Result<T, TransportError> {
+    let mut delay = backoff;
+    let mut attempt = 1;
+    loop {
+        match op(attempt) {
+            Err(e) if e.is_transient() && attempt < attempts => {
+                let jitter = 0.75 + rand::random::<f64>() * 0.5;
+                let wait = delay.mul_f64(jitter);
+                tracing::warn!(
+                    stage = "transport",
+                    error_code = "transport.retry",
+                    attempt,
+                    "{what}: {e}; retrying in {wait:?}"
+                );
+                std::thread::sleep(wait);
+                delay = delay.saturating_mul(2).min(Duration::from_secs(300));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The remote name of a batch's file: depends only on the batch, so a resend after a crash
+/// looks for the very same name.
+pub fn remote_name(
+    pattern: &str,
+    company: &str,
+    msg_id: &str,
+    channel: &str,
+    date: &str,
+    batch: &str,
+) -> String {
+    pattern
+        .replace("{company}", company)
+        .replace("{msgid}", msg_id)
+        .replace("{channel}", channel)
+        .replace("{date}", date)
+        .replace("{batch}", batch)
+}
+
+/// Shell-style wildcard match: `*` any run, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// A name from the server used as a local file name: no path separators, no dot files.
+pub fn safe_local_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_start_matches('.');
+    if trimmed.is_empty() {
+        "_".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Copies in chunks so that long transfers can be interrupted between chunks.
+pub(crate) fn copy_chunks(r: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything.xml"));
+        assert!(glob_match("*.pgp", "ACME_PAIN002_1.xml.pgp"));
+        assert!(!glob_match("*.pgp", "ACME.xml"));
+        assert!(glob_match("pain.002.??.xml", "pain.002.01.xml"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn remote_names_depend_only_on_the_batch() {
+        assert_eq!(
+            remote_name(
+                "{company}_{msgid}.xml.pgp",
+                "ACME",
+                "PG123",
+                "payroll",
+                "20261130",
+                "7"
+            ),
+            "ACME_PG123.xml.pgp"
+        );
+    }
+
+    #[test]
+    fn local_names_cannot_escape_the_spool() {
+        assert_eq!(safe_local_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_local_name(".hidden"), "hidden");
+        assert_eq!(safe_local_name("a\nb"), "a_b");
+    }
+
+    #[test]
+    fn retries_only_transient_failures_and_stops_at_the_limit() {
+        let calls = Cell::new(0);
+        let r: Result<(), _> = with_retries(3, Duration::from_millis(1), "t", |_| {
+            calls.set(calls.get() + 1);
+            Err(TransportError::Transient {
+                what: "x".into(),
+                detail: "y".into(),
+            })
+        });
+        assert!(r.is_err());
+        assert_eq!(calls.get(), 3);
+        calls.set(0);
+        let r: Result<(), _> = with_retries(3, Duration::from_millis(1), "t", |_| {
+            calls.set(calls.get() + 1);
+            Err(TransportError::Permanent {
+                what: "x".into(),
+                detail: "y".into(),
+            })
+        });
+        assert!(r.is_err());
+        assert_eq!(calls.get(), 1);
+        let r = with_retries(3, Duration::from_millis(1), "t", |a| {
+            if a < 2 {
+                Err(TransportError::Transient {
+                    what: "x".into(),
+                    detail: "y".into(),
+                })
+            } else {
+                Ok(a)
+            }
+        });
+        assert_eq!(r.unwrap(), 2);
+    }
+}

@@ -1,0 +1,567 @@
+//! Test servers and peers: an OpenSSH sshd on 127.0.0.1 with its own host key, GnuPG homes
+//! for the bank, and a runner for the real binary. Every wait has a deadline; every process
+//! started here is stopped by its PID when the test ends.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn require(tool: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "`{tool}` is not installed: these tests need real servers and peers. Install it with `apt-get install {package}` (the README's test command, .ci/test, does this)."
+    );
+}
+
+/// Polls `cond` until it holds, for at most `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs a command to completion within `secs`, or kills it and fails.
+fn output_within(mut cmd: Command, secs: u64, stdin: Option<&[u8]>) -> std::process::Output {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let Some(data) = stdin {
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::process::Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// Runs the real paygate binary; returns its exit code and everything it printed.
+pub fn run_paygate(config: &Path, args: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paygate"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_BACKTRACE", "0");
+    let o = output_within(cmd, 120, None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+pub fn ssh_keygen(path: &Path) {
+    let kg = require("ssh-keygen", "openssh-client");
+    let _ = std::fs::remove_file(path);
+    let o = output_within(
+        {
+            let mut c = Command::new(kg);
+            c.args(["-q", "-t", "ed25519", "-N", "", "-C", "paygate-test", "-f"])
+                .arg(path);
+            c
+        },
+        30,
+        None,
+    );
+    assert!(
+        o.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every process below `pid` (sshd forks a process per connection, which may leave its group).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if let Some(pp) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            parent.push((p, pp));
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![pid];
+    while let Some(x) = frontier.pop() {
+        for (c, pp) in &parent {
+            if *pp == x {
+                out.push(*c);
+                frontier.push(*c);
+            }
+        }
+    }
+    out
+}
+
+pub struct Sshd {
+    pub dir: PathBuf,
+    /// The folder the bank's SFTP area lives in: `in/` (uploads) and `out/` (returns).
+    pub root: PathBuf,
+    pub port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    pub fn new(dir: &Path, authorized: &Path) -> Sshd {
+        require("sshd", "openssh-server");
+        std::fs::create_dir_all(dir).unwrap();
+        let root = dir.join("sftp");
+        for d in ["in", "out"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        ssh_keygen(&dir.join("host_key"));
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
+                 PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nSubsystem sftp internal-sftp\n\
+                 LogLevel ERROR\n",
+                hk = dir.join("host_key").display(),
+                pid = dir.join("sshd.pid").display(),
+                ak = authorized.display(),
+            ),
+        )
+        .unwrap();
+        let mut s = Sshd {
+            dir: dir.to_path_buf(),
+            root,
+            port,
+            config,
+            child: None,
+        };
+        s.start();
+        s
+    }
+
+    pub fn start(&mut self) {
+        let sshd = require("sshd", "openssh-server");
+        // The privilege-separation folder is compiled into sshd.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let log = std::fs::File::create(self.dir.join("sshd.log")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            use std::os::unix::process::CommandExt;
+            let mut child = Command::new(&sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(&self.config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.try_clone().unwrap())
+                .process_group(0)
+                .spawn()
+                .expect("start sshd");
+            // Ready when it answers with its SSH banner.
+            let ready = loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break false;
+                }
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut buf = [0u8; 4];
+                    if s.read_exact(&mut buf).is_ok() && &buf == b"SSH-" {
+                        break true;
+                    }
+                }
+                if Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if ready {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            // The port may still be held by the previous instance's connections: try again.
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start on 127.0.0.1:{}; its log: {}",
+                self.port,
+                std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server and every connection it is serving, at once (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pids = descendants(child.id());
+            // SAFETY: signals to processes this test started (the server and its children).
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+                for p in pids {
+                    libc::kill(p as i32, libc::SIGKILL);
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn host_public_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap()
+    }
+
+    /// `SHA256:…` as ssh-keygen -l prints it.
+    pub fn host_fingerprint(&self) -> String {
+        let mut c = Command::new(require("ssh-keygen", "openssh-client"));
+        c.arg("-lf").arg(self.dir.join("host_key.pub"));
+        let o = output_within(c, 30, None);
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A GnuPG home with one key (Ed25519 signing primary, Cv25519 encryption subkey).
+pub struct Gpg {
+    pub home: PathBuf,
+    pub fpr: String,
+}
+
+impl Gpg {
+    pub fn new(home: &Path, userid: &str) -> Gpg {
+        require("gpg", "gnupg");
+        std::fs::create_dir_all(home).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut g = Gpg {
+            home: home.to_path_buf(),
+            fpr: String::new(),
+        };
+        g.gpg(
+            &[
+                "--passphrase",
+                "",
+                "--pinentry-mode",
+                "loopback",
+                "--quick-generate-key",
+                userid,
+                "ed25519",
+                "sign",
+                "2y",
+            ],
+            None,
+        );
+        let list = g.gpg(&["--list-keys", "--with-colons"], None);
+        let fpr = String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .unwrap()
+            .to_string();
+        g.gpg(
+            &[
+                "--passphrase",
+                "",
+                "--pinentry-mode",
+                "loopback",
+                "--quick-add-key",
+                &fpr,
+                "cv25519",
+                "encr",
+                "2y",
+            ],
+            None,
+        );
+        g.fpr = fpr;
+        g
+    }
+
+    fn gpg(&self, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+        let mut c = Command::new(require("gpg", "gnupg"));
+        c.env("GNUPGHOME", &self.home)
+            .args(["--batch", "--no-tty", "--trust-model", "always"])
+            .args(args);
+        let o = output_within(c, 60, stdin);
+        assert!(
+            o.status.success() || args.contains(&"-d"),
+            "gpg {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    pub fn export(&self, to: &Path) {
+        let o = self.gpg(&["--armor", "--export", &self.fpr], None);
+        std::fs::write(to, o.stdout).unwrap();
+    }
+
+    pub fn import(&self, key: &Path) {
+        self.gpg(&["--import", key.to_str().unwrap()], None);
+    }
+
+    pub fn sign_encrypt(&self, plain: &[u8], to: &str, out: &Path) {
+        self.gpg(
+            &[
+                "--yes",
+                "-r",
+                to,
+                "--sign",
+                "--encrypt",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            Some(plain),
+        );
+    }
+
+    pub fn encrypt_only(&self, plain: &[u8], to: &str, out: &Path) {
+        self.gpg(
+            &["--yes", "-r", to, "--encrypt", "-o", out.to_str().unwrap()],
+            Some(plain),
+        );
+    }
+
+    pub fn sign_only(&self, plain: &[u8], out: &Path) {
+        self.gpg(
+            &["--yes", "--sign", "-o", out.to_str().unwrap()],
+            Some(plain),
+        );
+    }
+
+    /// Decrypts and verifies; returns the plaintext and GnuPG's status lines.
+    pub fn decrypt(&self, file: &Path) -> (Vec<u8>, String) {
+        let o = self.gpg(&["--status-fd", "2", "-d", file.to_str().unwrap()], None);
+        (o.stdout, String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A company (paygate with its key and config) and its bank (sshd + GnuPG), wired together.
+pub struct World {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub known_hosts: PathBuf,
+    pub identity: PathBuf,
+    pub company_fpr: String,
+    pub bank_gpg: Gpg,
+    pub sshd: Sshd,
+}
+
+impl World {
+    pub fn new(name: &str) -> World {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("pg-{name}-"))
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let mut kg = Command::new(env!("CARGO_BIN_EXE_paygate"));
+        kg.args([
+            "keys",
+            "generate",
+            "--userid",
+            "Acme Treasury <treasury@acme.example>",
+            "--dir",
+        ])
+        .arg(&keys)
+        .args(["--name", "company"]);
+        let o = output_within(kg, 60, None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let company_fpr = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("fingerprint "))
+            .unwrap()
+            .to_string();
+        let bank_gpg = Gpg::new(&dir.join("bank-gpg"), "Bank H2H <h2h@bank.example>");
+        bank_gpg.export(&keys.join("bank.asc"));
+        bank_gpg.import(&keys.join("company.pub.asc"));
+        let identity = keys.join("id_ed25519");
+        ssh_keygen(&identity);
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(identity.with_extension("pub"), &authorized).unwrap();
+        let sshd = Sshd::new(&dir.join("sshd"), &authorized);
+        let known_hosts = keys.join("known_hosts");
+        let hk: Vec<String> = sshd
+            .host_public_key()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{} {} {}\n", sshd.port, hk[0], hk[1]),
+        )
+        .unwrap();
+        let w = World {
+            data: dir.join("data"),
+            config: dir.join("paygate.toml"),
+            known_hosts,
+            identity,
+            company_fpr,
+            bank_gpg,
+            sshd,
+            dir,
+            _tmp: tmp,
+        };
+        w.set_transport_extra("", true);
+        w
+    }
+
+    /// (Re)writes the config; `extra` goes into the transport table.
+    pub fn set_transport_extra(&self, extra: &str, with_known_hosts: bool) {
+        let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+            .trim()
+            .to_string();
+        let kh = if with_known_hosts {
+            format!("known_hosts = \"{}\"\n", self.known_hosts.display())
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &self.config,
+            format!(
+                r#"
+[paygate]
+data_dir = "data"
+
+[company]
+name = "Acme (Shanghai) Trading Co., Ltd."
+country = "CN"
+short_name = "ACME"
+
+[company.pgp]
+secret_key = "keys/company.sec.asc"
+fingerprint = "{cfpr}"
+
+[company.accounts.eur]
+iban = "DE89370400440532013000"
+bic = "COBADEFFXXX"
+currency = "EUR"
+
+[banks.bank]
+name = "Test bank"
+currencies = ["EUR"]
+
+[banks.bank.pgp]
+keys = ["keys/bank.asc"]
+fingerprints = ["{bfpr}"]
+
+[banks.bank.transport]
+type = "sftp"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+identity = "keys/id_ed25519"
+{kh}upload_dir = "{root}/in"
+download_dir = "{root}/out"
+timeout_secs = 10
+attempts = 8
+backoff_ms = 200
+{extra}
+[channels.supplier]
+kind = "supplier"
+bank = "bank"
+debtor_account = "eur"
+folder = "supplier"
+"#,
+                cfpr = self.company_fpr,
+                bfpr = self.bank_gpg.fpr,
+                port = self.sshd.port,
+                root = self.sshd.root.display(),
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> (i32, String) {
+        run_paygate(&self.config, args)
+    }
+
+    /// Runs and expects exit code 0.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out) = self.run(args);
+        assert_eq!(code, 0, "paygate {args:?} failed:\n{out}");
+        out
+    }
+}
