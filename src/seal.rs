@@ -701,3 +701,207 @@ pub fn describe(path: &Path) -> Result<String, SealError> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openpgp::serialize::Serialize;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write_cert(cert: &Cert, path: &Path, secret: bool) {
+        let mut f = std::fs::File::create(path).unwrap();
+        if secret {
+            cert.as_tsk().serialize(&mut f).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        } else {
+            cert.serialize(&mut f).unwrap();
+        }
+    }
+
+    fn cert(
+        uid: &str,
+        created: SystemTime,
+        validity: Option<Duration>,
+    ) -> (Cert, openpgp::packet::Signature) {
+        CertBuilder::new()
+            .add_userid(uid)
+            .set_cipher_suite(CipherSuite::Cv25519)
+            .set_creation_time(created)
+            .set_validity_period(validity)
+            .add_signing_subkey()
+            .add_transport_encryption_subkey()
+            .generate()
+            .unwrap()
+    }
+
+    fn settings(fprs: Vec<String>, n: usize) -> BankPgp {
+        BankPgp {
+            keys: (0..n)
+                .map(|i| PathBuf::from(format!("bank{i}.pgp")))
+                .collect(),
+            fingerprints: fprs,
+            armor: true,
+            compression: Compression::Zip,
+            encrypt_to_self: true,
+            require_signature: true,
+            expiry_warning_days: 30,
+        }
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        company: CompanyPgp,
+        banks: Vec<Cert>,
+    }
+
+    fn setup(bank_validity: Vec<Option<Duration>>) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now() - Duration::from_secs(60);
+        let (company, _) = cert(
+            "Acme <a@acme.example>",
+            now,
+            Some(Duration::from_secs(2 * 365 * 86_400)),
+        );
+        write_cert(&company, &dir.path().join("company.pgp"), true);
+        let banks: Vec<Cert> = bank_validity
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let (c, _) = cert(&format!("Bank {i} <b@bank.example>"), now, v);
+                write_cert(&c, &dir.path().join(format!("bank{i}.pgp")), false);
+                c
+            })
+            .collect();
+        Setup {
+            company: CompanyPgp {
+                secret_key: dir.path().join("company.pgp"),
+                fingerprint: company.fingerprint().to_hex(),
+                passphrase_file: None,
+            },
+            dir,
+            banks,
+        }
+    }
+
+    fn load(s: &Setup, pins: Vec<String>) -> Result<(Keyring, Vec<ExpiryWarning>), SealError> {
+        let paths: Vec<PathBuf> = (0..pins.len())
+            .map(|i| s.dir.path().join(format!("bank{i}.pgp")))
+            .collect();
+        Keyring::load(
+            &s.company,
+            &s.company.secret_key,
+            None,
+            &settings(pins.clone(), pins.len()),
+            &paths,
+            SystemTime::now(),
+        )
+    }
+
+    /// A message from bank key `signer` to the company, as the bank would write it.
+    fn from_bank(signer: &Cert, company: &Cert, plain: &[u8]) -> Vec<u8> {
+        let p = StandardPolicy::new();
+        let key = signer
+            .keys()
+            .with_policy(&p, None)
+            .secret()
+            .for_signing()
+            .next()
+            .unwrap()
+            .key()
+            .clone()
+            .into_keypair()
+            .unwrap();
+        let recipients: Vec<_> = company
+            .keys()
+            .with_policy(&p, None)
+            .for_transport_encryption()
+            .collect();
+        let mut out = Vec::new();
+        let m = Message::new(&mut out);
+        let m = Encryptor::for_recipients(m, recipients).build().unwrap();
+        let m = Signer::new(m, key).unwrap().build().unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(plain).unwrap();
+        w.finalize().unwrap();
+        out
+    }
+
+    #[test]
+    fn during_a_rotation_both_bank_keys_work() {
+        let s = setup(vec![None, None]);
+        let pins = s.banks.iter().map(|c| c.fingerprint().to_hex()).collect();
+        let (kr, warnings) = load(&s, pins).unwrap();
+        assert!(warnings.is_empty());
+        let mut sealed = Vec::new();
+        kr.seal(&mut &b"<Document/>"[..], &mut sealed).unwrap();
+        assert!(sealed.starts_with(b"-----BEGIN PGP MESSAGE-----"));
+        // Encrypted to both bank keys and to the company's own (for the archive).
+        let mut plain = Vec::new();
+        let opened = kr.open(&mut std::io::Cursor::new(&sealed), &mut plain);
+        // Our own signature is not a bank's: an archived copy opens, but is not "from the bank".
+        assert!(
+            matches!(opened, Err(SealError::Refused(Refusal::UnknownSigner(_)))),
+            "{opened:?}"
+        );
+        let company = Cert::from_file(&s.company.secret_key).unwrap();
+        for bank in &s.banks {
+            let msg = from_bank(bank, &company, b"status");
+            let mut plain = Vec::new();
+            let o = kr
+                .open(&mut std::io::Cursor::new(&msg), &mut plain)
+                .unwrap();
+            assert_eq!(plain, b"status");
+            assert_eq!(o.signer, Some(bank.fingerprint().to_hex()));
+        }
+    }
+
+    #[test]
+    fn expired_revoked_and_expiring_keys() {
+        // Expired: created 10 days ago, valid for 5.
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(10 * 86_400);
+        let (expired, _) = cert("Old bank", old, Some(Duration::from_secs(5 * 86_400)));
+        write_cert(&expired, &dir.path().join("bank0.pgp"), false);
+        let s = setup(vec![]);
+        std::fs::copy(dir.path().join("bank0.pgp"), s.dir.path().join("bank0.pgp")).unwrap();
+        let e = load(&s, vec![expired.fingerprint().to_hex()])
+            .err()
+            .unwrap();
+        assert!(matches!(e, SealError::Expired { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&expired.fingerprint().to_hex())
+                && e.to_string().contains("expired on"),
+            "{e}"
+        );
+        // Revoked.
+        let (c, rev) = cert(
+            "Revoked bank",
+            SystemTime::now() - Duration::from_secs(60),
+            None,
+        );
+        let revoked = c
+            .insert_packets(vec![openpgp::Packet::from(rev)])
+            .unwrap()
+            .0;
+        write_cert(&revoked, &s.dir.path().join("bank0.pgp"), false);
+        let e = load(&s, vec![revoked.fingerprint().to_hex()])
+            .err()
+            .unwrap();
+        assert!(matches!(e, SealError::Revoked { .. }), "{e}");
+        // Expiring in 10 days: works, with a warning.
+        let (soon, _) = cert(
+            "Soon bank",
+            SystemTime::now() - Duration::from_secs(60),
+            Some(Duration::from_secs(10 * 86_400)),
+        );
+        write_cert(&soon, &s.dir.path().join("bank0.pgp"), false);
+        let (_, warnings) = load(&s, vec![soon.fingerprint().to_hex()]).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].fingerprint, soon.fingerprint().to_hex());
+    }
+
+    #[test]
+    fn fingerprints_are_compared_normalized() {
+        assert_eq!(normalize_fingerprint("ab12 cd34\n"), "AB12CD34");
+    }
+}

@@ -68,14 +68,13 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    let bytes = match std::fs::read(&args.file) {
-        Ok(b) => b,
+    let (sha, size) = match sha256_file(&args.file) {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("paygate: {}: {e}", args.file.display());
             return Exit::Usage;
         }
     };
-    let sha = hex::encode(Sha256::digest(&bytes));
     let rt = runtime();
     rt.block_on(async {
         let store = match open_store(&cfg).await {
@@ -109,12 +108,28 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
                 Exit::Ok
             }
             Err(e) => {
-                let _ = store.record_upload(&args.bank, None, &name, &sha, bytes.len() as u64, "failed", &actor, chrono::Utc::now()).await;
+                let _ = store.record_upload(&args.bank, None, &name, &sha, size, "failed", &actor, chrono::Utc::now()).await;
                 eprintln!("paygate: {e}");
                 exit_for(&e)
             }
         }
     })
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            return Ok((hex::encode(h.finalize()), n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
 }
 
 pub fn fetch(args: FetchArgs, config_path: &Path) -> Exit {

@@ -201,7 +201,7 @@ pub fn safe_local_name(name: &str) -> String {
 
 /// Copies in chunks so that long transfers can be interrupted between chunks.
 pub(crate) fn copy_chunks(r: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 2 * 1024 * 1024];
     let mut total = 0u64;
     loop {
         let n = match r.read(&mut buf) {
