@@ -246,10 +246,13 @@ pub fn check(args: CheckArgs, config_path: &Path) -> Exit {
         }
         match delivery::connect(&cfg, &bank) {
             Ok(mut link) => {
-                line(
-                    true,
-                    format!("bank {bank}: connected; host key matches its pin; authenticated"),
-                );
+                let how = match b.transport.as_ref().map(|t| t.kind) {
+                    Some(crate::config::TransportKind::Sftp) => {
+                        "connected; host key matches its pin; authenticated"
+                    }
+                    _ => "folder transport reachable",
+                };
+                line(true, format!("bank {bank}: {how}"));
                 for (what, r) in link.check() {
                     match r {
                         Ok(()) => line(true, format!("bank {bank}: {what}")),
