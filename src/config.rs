@@ -196,6 +196,10 @@ pub struct BankPgp {
     pub expiry_warning_days: u32,
 }
 
+fn default_final_status_days() -> u32 {
+    5
+}
+
 fn default_expiry_warning() -> u32 {
     30
 }
@@ -351,6 +355,12 @@ pub struct Channel {
     /// ISO 20022 category purpose; default `SALA` for payroll, `SUPP` for supplier channels.
     #[serde(default)]
     pub category_purpose: Option<String>,
+    /// Language of the result reports written to `results/`: `en` or `zh`.
+    #[serde(default)]
+    pub report_language: crate::bank::reasons::Language,
+    /// Payments without a final status this many days after sending are flagged.
+    #[serde(default = "default_final_status_days")]
+    pub final_status_days: u32,
     /// What an identical row (same account, amount and reference) is.
     #[serde(default)]
     pub duplicate_rows: Severity,

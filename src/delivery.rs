@@ -183,10 +183,11 @@ pub struct Fetched {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchOutcome {
-    /// Decrypted and verified; the plaintext is at `path`.
+    /// Decrypted and verified; the plaintext is at `path`, and was reconciled (or why not).
     Opened {
         path: PathBuf,
         signer: Option<String>,
+        reconciled: Result<String, String>,
     },
     /// Refused: moved to `path` with `reason` written beside it.
     Quarantined { path: PathBuf, reason: String },
@@ -346,9 +347,13 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
             });
             continue;
         }
-        let outcome = open_spooled(&keyring, &spool, &spooled, &file.name).await?;
-        match &outcome {
-            FetchOutcome::Opened { path, signer } => {
+        let mut outcome = open_spooled(&keyring, &spool, &spooled, &file.name).await?;
+        match &mut outcome {
+            FetchOutcome::Opened {
+                path,
+                signer,
+                reconciled,
+            } => {
                 store
                     .set_return_state(
                         id,
@@ -358,7 +363,24 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
                         Some(&path.display().to_string()),
                         Utc::now(),
                     )
-                    .await?
+                    .await?;
+                // The verified file is the bank's word: apply it to its batch at once.
+                let bytes = std::fs::read(&*path).map_err(io(path))?;
+                *reconciled = match crate::inbound::apply(
+                    cfg,
+                    store,
+                    Some(bank),
+                    &file.name,
+                    &bytes,
+                )
+                .await
+                {
+                    Ok(a) => Ok(describe_applied(&a)),
+                    Err(e) => {
+                        tracing::error!(error_code = "return.unreadable", bank, file = %file.name, "verified, but not understood: {e}");
+                        Err(e.to_string())
+                    }
+                };
             }
             FetchOutcome::Quarantined { reason, .. } => {
                 tracing::error!(error_code = "return.quarantined", bank, file = %file.name, "quarantined: {reason}");
@@ -376,6 +398,24 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
         });
     }
     Ok(out)
+}
+
+fn describe_applied(a: &crate::inbound::Applied) -> String {
+    if a.batches.is_empty() {
+        return format!("{}: {}", a.kind, a.notes.join("; "));
+    }
+    a.batches
+        .iter()
+        .map(|b| {
+            format!(
+                "batch {} now {} ({} payment changes)",
+                b.batch,
+                b.state,
+                b.changes.len()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Opens a spooled file: the plaintext to `opened/NAME` (only after verification succeeded),
@@ -411,6 +451,7 @@ async fn open_spooled(
         Ok(o) => Ok(FetchOutcome::Opened {
             path: opened_path,
             signer: o.signer,
+            reconciled: Err("not reconciled yet".into()),
         }),
         Err(e) => {
             let reason = e.to_string();

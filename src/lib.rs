@@ -4,13 +4,17 @@
 //!
 //! The modules mirror the pipeline; see ARCHITECTURE.md for the data flow and the invariants.
 
+pub mod bank;
 pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod finding;
+pub mod inbound;
 pub mod intake;
 pub mod model;
+pub mod reconcile;
 pub mod render;
+pub mod results;
 pub mod seal;
 pub mod store;
 pub mod transport;

@@ -6,6 +6,7 @@ mod convert;
 mod formats;
 mod keys;
 mod pgp;
+mod returns;
 mod validate;
 mod wire;
 
@@ -65,6 +66,15 @@ enum Command {
     Send(wire::SendArgs),
     /// Pull the bank's waiting return files once into the spool, open them, and list them
     Fetch(wire::FetchArgs),
+    /// Show what a bank return file says, without touching the store
+    Inspect(returns::InspectArgs),
+    /// Import a bank return file by hand and reconcile it with its batch
+    Reconcile(returns::ReconcileArgs),
+    /// List batches with their payments' statuses, and reports that match no batch
+    Batches(returns::BatchesArgs),
+    /// One batch
+    #[command(subcommand)]
+    Batch(returns::BatchCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -93,6 +103,10 @@ pub fn main() -> ExitCode {
         Command::Open(a) => pgp::open(a, &config_path),
         Command::Send(a) => wire::send(a, &config_path),
         Command::Fetch(a) => wire::fetch(a, &config_path),
+        Command::Inspect(a) => returns::inspect(a, &config_path),
+        Command::Reconcile(a) => returns::reconcile(a, &config_path),
+        Command::Batches(a) => returns::batches(a, &config_path),
+        Command::Batch(c) => returns::batch(c, &config_path),
     };
     exit.into()
 }

@@ -152,12 +152,20 @@ pub fn fetch(args: FetchArgs, config_path: &Path) -> Exit {
                 let mut refused = false;
                 for f in &files {
                     let what = match &f.outcome {
-                        FetchOutcome::Opened { path, signer } => format!(
-                            "opened → {} (signed by {})",
+                        FetchOutcome::Opened {
+                            path,
+                            signer,
+                            reconciled,
+                        } => format!(
+                            "opened → {} (signed by {}); {}",
                             path.display(),
                             signer
                                 .as_deref()
-                                .unwrap_or("nobody: unsigned accepted by configuration")
+                                .unwrap_or("nobody: unsigned accepted by configuration"),
+                            match reconciled {
+                                Ok(r) => format!("reconciled: {r}"),
+                                Err(e) => format!("NOT RECONCILED: {e}"),
+                            }
                         ),
                         FetchOutcome::Quarantined { path, reason } => {
                             refused = true;

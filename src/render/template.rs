@@ -40,6 +40,9 @@ pub struct Template {
     pub detail: Record,
     #[serde(default)]
     pub trailer: Vec<Record>,
+    /// How the bank's result files for this layout look (domestic banks answer in kind).
+    #[serde(default)]
+    pub returns: Option<crate::bank::layout::ReturnLayout>,
 }
 
 fn utf8() -> String {

@@ -608,6 +608,417 @@ impl Store {
     }
 }
 
+/// A stored payment with the bank's latest word on it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredPayment {
+    pub id: i64,
+    pub row_no: i64,
+    pub end_to_end_id: String,
+    pub creditor_name: String,
+    pub account: String,
+    pub agent: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub execution_date: String,
+    pub state: String,
+    pub status_code: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason_text: Option<String>,
+    pub bank_reference: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+impl StoredPayment {
+    /// The reconciliation view; `None` for a row that cannot be read back (never written so).
+    pub fn view(&self) -> Option<crate::reconcile::PaymentView> {
+        Some(crate::reconcile::PaymentView {
+            id: self.id,
+            end_to_end_id: self.end_to_end_id.clone(),
+            account: self.account.clone(),
+            amount_minor: self.amount_minor,
+            currency: self.currency.parse().ok()?,
+            execution_date: self.execution_date.parse().ok()?,
+            state: crate::reconcile::PaymentState::parse(&self.state)?,
+        })
+    }
+}
+
+/// One line of a batch's list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchSummary {
+    pub id: i64,
+    pub channel: String,
+    pub bank: String,
+    pub file_name: String,
+    pub state: String,
+    pub msg_id: Option<String>,
+    pub payment_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Payments per payment state.
+    pub by_state: Vec<(String, i64)>,
+}
+
+/// A report that matched no batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredReport {
+    pub id: i64,
+    pub source: String,
+    pub kind: String,
+    pub msg_id: Option<String>,
+    pub original_msg_id: Option<String>,
+    pub batch_id: Option<i64>,
+    pub received_at: String,
+    pub summary: String,
+}
+
+/// One entry of a payment's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PaymentEvent {
+    pub payment_id: i64,
+    pub from: Option<String>,
+    pub to: String,
+    pub event: String,
+    pub at: String,
+    pub source: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason_text: Option<String>,
+}
+
+impl Store {
+    /// Gives a batch its MsgId, once: unique across all batches, never changed afterwards.
+    pub async fn assign_msg_id(&self, batch: i64, msg_id: &str) -> Result<String, StoreError> {
+        sqlx::query("UPDATE batches SET msg_id = $1 WHERE id = $2 AND msg_id IS NULL")
+            .bind(msg_id)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?;
+        self.batch(batch)
+            .await?
+            .msg_id
+            .ok_or(StoreError::NoSuchBatch(batch))
+    }
+
+    pub async fn batch_by_msg_id(&self, msg_id: &str) -> Result<Option<BatchRow>, StoreError> {
+        let id: Option<i64> = sqlx::query("SELECT id FROM batches WHERE msg_id = $1")
+            .bind(msg_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0));
+        match id {
+            Some(id) => Ok(Some(self.batch(id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The batch a payment with this end-to-end id belongs to (the newest, if several).
+    pub async fn batch_of_end_to_end_id(&self, e2e: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT batch_id FROM payments WHERE end_to_end_id = $1 ORDER BY batch_id DESC LIMIT 1",
+        )
+        .bind(e2e)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    pub async fn payments(&self, batch: i64) -> Result<Vec<StoredPayment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, row_no, end_to_end_id, creditor_name, account, agent, amount_minor, currency, execution_date,
+                    state, status_code, reason_code, reason_text, bank_reference, updated_at
+             FROM payments WHERE batch_id = $1 ORDER BY row_no",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredPayment {
+                id: r.get(0),
+                row_no: r.get(1),
+                end_to_end_id: r.get(2),
+                creditor_name: r.get(3),
+                account: r.get(4),
+                agent: r.get(5),
+                amount_minor: r.get(6),
+                currency: r.get(7),
+                execution_date: r.get(8),
+                state: r.get(9),
+                status_code: r.get(10),
+                reason_code: r.get(11),
+                reason_text: r.get(12),
+                bank_reference: r.get(13),
+                updated_at: r.get(14),
+            })
+            .collect())
+    }
+
+    /// Marks a batch's payments as sent (when its file is on the bank's server).
+    pub async fn mark_payments_sent(
+        &self,
+        batch: i64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query("UPDATE payments SET state = 'sent', updated_at = $1 WHERE batch_id = $2 AND state = 'pending'")
+            .bind(ts(at))
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Records a bank report by content; `new` is false for a report seen before.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_report(
+        &self,
+        source: &str,
+        sha256: &str,
+        kind: &str,
+        msg_id: Option<&str>,
+        original_msg_id: Option<&str>,
+        batch: Option<i64>,
+        summary: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(i64, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO reports (source, sha256, kind, msg_id, original_msg_id, batch_id, received_at, summary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(source)
+        .bind(sha256)
+        .bind(kind)
+        .bind(msg_id)
+        .bind(original_msg_id)
+        .bind(batch)
+        .bind(ts(at))
+        .bind(summary)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let id: i64 = sqlx::query("SELECT id FROM reports WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if inserted {
+            append_audit(
+                &mut tx,
+                at,
+                "paygate",
+                if batch.is_some() {
+                    "report.received"
+                } else {
+                    "report.unmatched"
+                },
+                batch,
+                &format!(
+                    "source={source} kind={kind} msg_id={} original={}",
+                    msg_id.unwrap_or("-"),
+                    original_msg_id.unwrap_or("-")
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((id, inserted))
+    }
+
+    /// Applies a reconciliation: every payment change with its history row, the batch's new
+    /// outcome (guarded by its current state), and one audit entry — in one transaction.
+    pub async fn apply_reconciliation(
+        &self,
+        batch: i64,
+        report: i64,
+        changes: &[crate::reconcile::Change],
+        outcome: Option<crate::model::Outcome>,
+        at: DateTime<Utc>,
+    ) -> Result<BatchState, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = ts(at);
+        let source = format!("report {report}");
+        for c in changes {
+            let updated = sqlx::query(
+                "UPDATE payments SET state = $1, status_code = $2, reason_code = $3, reason_text = $4,
+                        bank_reference = COALESCE($5, bank_reference), updated_at = $6
+                 WHERE id = $7 AND batch_id = $8 AND state = $9",
+            )
+            .bind(c.to.as_str())
+            .bind(&c.status)
+            .bind(&c.reason_code)
+            .bind(&c.reason_text)
+            .bind(&c.bank_reference)
+            .bind(&now)
+            .bind(c.payment_id)
+            .bind(batch)
+            .bind(c.from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                return Err(StoreError::Conflict {
+                    batch,
+                    expected: BatchState::Sent,
+                });
+            }
+            sqlx::query(
+                "INSERT INTO state_history (batch_id, payment_id, from_state, to_state, event, at, source, reason_code, reason_text)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(batch)
+            .bind(c.payment_id)
+            .bind(c.from.as_str())
+            .bind(c.to.as_str())
+            .bind(format!("{} {}", c.level, c.status))
+            .bind(&now)
+            .bind(&source)
+            .bind(&c.reason_code)
+            .bind(&c.reason_text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let row = sqlx::query("SELECT state FROM batches WHERE id = $1")
+            .bind(batch)
+            .fetch_one(&mut *tx)
+            .await?;
+        let current_s: String = row.get(0);
+        let current = BatchState::parse(&current_s).ok_or(StoreError::BadState(current_s))?;
+        let mut next = current;
+        if let Some(o) = outcome {
+            let proposed = current.on(&Event::Outcome(o))?;
+            if proposed != current {
+                sqlx::query(
+                    "UPDATE batches SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+                )
+                .bind(proposed.as_str())
+                .bind(&now)
+                .bind(batch)
+                .bind(current.as_str())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO state_history (batch_id, from_state, to_state, event, at, source) VALUES ($1, $2, $3, 'outcome', $4, $5)",
+                )
+                .bind(batch)
+                .bind(current.as_str())
+                .bind(proposed.as_str())
+                .bind(&now)
+                .bind(&source)
+                .execute(&mut *tx)
+                .await?;
+                next = proposed;
+            }
+        }
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            "batch.reconciled",
+            Some(batch),
+            &format!(
+                "report={report} changes={} state {current} -> {next}",
+                changes.len()
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub async fn batches(
+        &self,
+        state: Option<BatchState>,
+    ) -> Result<Vec<BatchSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT b.id, b.channel, b.bank, f.name, b.state, b.msg_id, b.payment_count, b.created_at, b.updated_at
+             FROM batches b JOIN files f ON f.id = b.file_id
+             WHERE ($1 IS NULL OR b.state = $1) ORDER BY b.id",
+        )
+        .bind(state.map(BatchState::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let id: i64 = r.get(0);
+            let counts = sqlx::query("SELECT state, COUNT(*) FROM payments WHERE batch_id = $1 GROUP BY state ORDER BY state")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+            out.push(BatchSummary {
+                id,
+                channel: r.get(1),
+                bank: r.get(2),
+                file_name: r.get(3),
+                state: r.get(4),
+                msg_id: r.get(5),
+                payment_count: r.get(6),
+                created_at: r.get(7),
+                updated_at: r.get(8),
+                by_state: counts.iter().map(|c| (c.get(0), c.get(1))).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn reports(&self, unmatched_only: bool) -> Result<Vec<StoredReport>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, kind, msg_id, original_msg_id, batch_id, received_at, summary FROM reports
+             WHERE ($1 = 0 OR batch_id IS NULL) ORDER BY id",
+        )
+        .bind(i64::from(unmatched_only))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredReport {
+                id: r.get(0),
+                source: r.get(1),
+                kind: r.get(2),
+                msg_id: r.get(3),
+                original_msg_id: r.get(4),
+                batch_id: r.get(5),
+                received_at: r.get(6),
+                summary: r.get(7),
+            })
+            .collect())
+    }
+
+    pub async fn payment_history(&self, batch: i64) -> Result<Vec<PaymentEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT payment_id, from_state, to_state, event, at, source, reason_code, reason_text FROM state_history
+             WHERE batch_id = $1 AND payment_id IS NOT NULL ORDER BY id",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PaymentEvent {
+                payment_id: r.get(0),
+                from: r.get(1),
+                to: r.get(2),
+                event: r.get(3),
+                at: r.get(4),
+                source: r.get(5),
+                reason_code: r.get(6),
+                reason_text: r.get(7),
+            })
+            .collect())
+    }
+
+    /// The name of the file a batch came from.
+    pub async fn file_name_of_batch(&self, batch: i64) -> Result<String, StoreError> {
+        Ok(sqlx::query(
+            "SELECT f.name FROM files f JOIN batches b ON b.file_id = f.id WHERE b.id = $1",
+        )
+        .bind(batch)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0))
+    }
+}
+
 async fn append_audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     at: DateTime<Utc>,

@@ -1,0 +1,239 @@
+//! Result reports for the people who dropped the file: one row per original row (row number,
+//! payee, masked account, amount, status, reason and its explanation, bank reference) and a
+//! summary, written to the channel's `results/` folder as CSV (in the channel's encoding; UTF-8
+//! with a BOM so that Excel opens it right) and as XLSX. Written atomically.
+
+use crate::bank::reasons::{Language, explain};
+use crate::config::{Channel, InputEncoding};
+use crate::reconcile::PaymentState;
+use crate::store::StoredPayment;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// `6222021001123456789` -> `6222***********6789`; short numbers keep only their last 4.
+pub fn mask(account: &str) -> String {
+    let chars: Vec<char> = account.chars().collect();
+    if chars.len() <= 8 {
+        let keep = chars.len().min(4);
+        return format!(
+            "{}{}",
+            "*".repeat(chars.len() - keep),
+            chars[chars.len() - keep..].iter().collect::<String>()
+        );
+    }
+    format!(
+        "{}{}{}",
+        chars[..4].iter().collect::<String>(),
+        "*".repeat(chars.len() - 8),
+        chars[chars.len() - 4..].iter().collect::<String>()
+    )
+}
+
+struct Line {
+    row: String,
+    payee: String,
+    account: String,
+    amount: String,
+    currency: String,
+    status: String,
+    code: String,
+    explanation: String,
+    reference: String,
+}
+
+fn headers(lang: Language) -> [&'static str; 9] {
+    match lang {
+        Language::En => [
+            "Row",
+            "Payee",
+            "Account",
+            "Amount",
+            "Currency",
+            "Status",
+            "Reason code",
+            "Explanation",
+            "Bank reference",
+        ],
+        Language::Zh => [
+            "行号",
+            "收款人",
+            "账号",
+            "金额",
+            "币种",
+            "状态",
+            "原因代码",
+            "说明",
+            "银行流水号",
+        ],
+    }
+}
+
+fn lines(payments: &[StoredPayment], lang: Language) -> (Vec<Line>, Vec<String>) {
+    let mut totals: BTreeMap<(&'static str, String), (u64, Decimal)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for p in payments {
+        let state = PaymentState::parse(&p.state).unwrap_or(PaymentState::Pending);
+        let scale = p
+            .currency
+            .parse::<crate::model::Currency>()
+            .map_or(2, |c| c.minor_units());
+        let amount = Decimal::new(p.amount_minor, scale);
+        let group = match state {
+            PaymentState::Settled => "paid",
+            PaymentState::Rejected | PaymentState::Returned => "not paid",
+            _ => "open",
+        };
+        let t = totals.entry((group, p.currency.clone())).or_default();
+        t.0 += 1;
+        t.1 += amount;
+        let code = p.reason_code.clone().unwrap_or_default();
+        let mut explanation = explain(&code, lang).unwrap_or_default().to_string();
+        if let Some(text) = &p.reason_text {
+            if !explanation.is_empty() {
+                explanation.push_str(" — ");
+            }
+            explanation.push_str(text);
+        }
+        out.push(Line {
+            row: p.row_no.to_string(),
+            payee: p.creditor_name.clone(),
+            account: mask(&p.account),
+            amount: amount.to_string(),
+            currency: p.currency.clone(),
+            status: state.label(lang).to_string(),
+            code,
+            explanation,
+            reference: p.bank_reference.clone().unwrap_or_default(),
+        });
+    }
+    let summary = totals
+        .iter()
+        .map(|((g, ccy), (n, sum))| {
+            let word = match (lang, *g) {
+                (Language::En, g) => g.to_string(),
+                (Language::Zh, "paid") => "已付款".into(),
+                (Language::Zh, "not paid") => "未付款".into(),
+                (Language::Zh, _) => "处理中".into(),
+            };
+            format!("{word}: {n}, {sum} {ccy}")
+        })
+        .collect();
+    (out, summary)
+}
+
+fn csv_bytes(lines: &[Line], summary: &[String], lang: Language) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let _ = w.write_record(headers(lang));
+    for l in lines {
+        let _ = w.write_record([
+            &l.row,
+            &l.payee,
+            &l.account,
+            &l.amount,
+            &l.currency,
+            &l.status,
+            &l.code,
+            &l.explanation,
+            &l.reference,
+        ]);
+    }
+    let _ = w.write_record([""; 9]);
+    for s in summary {
+        let _ = w.write_record([s.as_str(), "", "", "", "", "", "", "", ""]);
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes `<results>/<file stem>.result.csv` and `.xlsx`; returns their paths.
+pub fn write(
+    results_dir: &Path,
+    original_file: &str,
+    channel: &Channel,
+    payments: &[StoredPayment],
+) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(results_dir)?;
+    let lang = channel.report_language;
+    let stem = Path::new(original_file)
+        .file_stem()
+        .map_or("batch".into(), |s| s.to_string_lossy().into_owned());
+    let (lines, summary) = lines(payments, lang);
+    let text = csv_bytes(&lines, &summary, lang);
+    let bytes = match channel.encoding {
+        InputEncoding::Gbk | InputEncoding::Gb18030 => encoding_rs::GB18030
+            .encode(&String::from_utf8_lossy(&text))
+            .0
+            .into_owned(),
+        _ => [b"\xEF\xBB\xBF".as_slice(), &text].concat(),
+    };
+    let csv_path = results_dir.join(format!("{stem}.result.csv"));
+    write_atomic(&csv_path, &bytes)?;
+
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let xl = |e: rust_xlsxwriter::XlsxError| std::io::Error::other(e.to_string());
+    let ws = wb.add_worksheet();
+    ws.set_name(match lang {
+        Language::En => "Results",
+        Language::Zh => "结果",
+    })
+    .map_err(xl)?;
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    for (c, h) in headers(lang).iter().enumerate() {
+        ws.write_string_with_format(0, c as u16, *h, &bold)
+            .map_err(xl)?;
+    }
+    for (i, l) in lines.iter().enumerate() {
+        let r = i as u32 + 1;
+        let row_no: f64 = l.row.parse().unwrap_or(0.0);
+        ws.write_number(r, 0, row_no).map_err(xl)?;
+        for (c, v) in [
+            &l.payee,
+            &l.account,
+            &l.amount,
+            &l.currency,
+            &l.status,
+            &l.code,
+            &l.explanation,
+            &l.reference,
+        ]
+        .iter()
+        .enumerate()
+        {
+            // Amounts stay text: exact, never a binary float in the report either.
+            ws.write_string(r, c as u16 + 1, v.as_str()).map_err(xl)?;
+        }
+    }
+    let base = lines.len() as u32 + 2;
+    for (i, s) in summary.iter().enumerate() {
+        ws.write_string_with_format(base + i as u32, 0, s, &bold)
+            .map_err(xl)?;
+    }
+    let xlsx = wb.save_to_buffer().map_err(xl)?;
+    let xlsx_path = results_dir.join(format!("{stem}.result.xlsx"));
+    write_atomic(&xlsx_path, &xlsx)?;
+    Ok(vec![csv_path, xlsx_path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_keeps_the_ends() {
+        assert_eq!(mask("6222021001123456789"), "6222***********6789");
+        assert_eq!(mask("DE89370400440532013000"), "DE89**************3000");
+        assert_eq!(mask("12345"), "*2345");
+    }
+}
