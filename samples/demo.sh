@@ -68,9 +68,21 @@ pw send "$D/ACME_$MSGID.xml.pgp" --bank eurobank
 echo; echo "--- the bank decrypts what arrived, with GnuPG:"
 bgpg --status-fd 1 -d "$D/bank/in/ACME_$MSGID.xml.pgp" 2>/dev/null | grep -E "GOODSIG|DECRYPTION_OKAY"
 echo "--- the bank answers: a signed and encrypted status file, and an unsigned one"
-echo "<Document>status for $MSGID</Document>" | bgpg -r "$CO_FPR" --sign --encrypt -o "$D/bank/out/PAIN002_$MSGID.xml.pgp"
+cat > "$D/pain002.xml" <<PAIN002
+<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"><CstmrPmtStsRpt>
+<GrpHdr><MsgId>BANK-STS-0001</MsgId><CreDtTm>2026-11-30T10:00:00</CreDtTm></GrpHdr>
+<OrgnlGrpInfAndSts><OrgnlMsgId>$MSGID</OrgnlMsgId><OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId><GrpSts>PART</GrpSts></OrgnlGrpInfAndSts>
+<OrgnlPmtInfAndSts><OrgnlPmtInfId>$MSGID-3</OrgnlPmtInfId><TxInfAndSts><OrgnlEndToEndId>SUP-20261130-0007</OrgnlEndToEndId><TxSts>RJCT</TxSts><StsRsnInf><Rsn><Cd>AC04</Cd></Rsn></StsRsnInf></TxInfAndSts></OrgnlPmtInfAndSts>
+</CstmrPmtStsRpt></Document>
+PAIN002
+bgpg -r "$CO_FPR" --sign --encrypt -o "$D/bank/out/PAIN002_$MSGID.xml.pgp" "$D/pain002.xml"
 echo "<Document>forged</Document>" | bgpg -r "$CO_FPR" --encrypt -o "$D/bank/out/UNSIGNED.xml.pgp"
 pw fetch --bank eurobank
+echo; echo "(convert is a dry run and stores no batch, so the bank's answer is kept as an unmatched report;"
+echo " batches sent by the daemon are matched by their MsgId and reconciled payment by payment)"
+pw inspect "$root/target/paygate-demo/data/spool/eurobank/opened/PAIN002_$MSGID.xml" --lang zh
+pw batches
 pw check --bank eurobank
 gpgconf --kill all 2>/dev/null
 exit 0
