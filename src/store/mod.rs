@@ -31,6 +31,10 @@ pub enum StoreError {
     Conflict { batch: i64, expected: BatchState },
     #[error("no batch {0}")]
     NoSuchBatch(i64),
+    #[error(
+        "payment {payment} of batch {batch} changed meanwhile (another process reconciled it); nothing was changed"
+    )]
+    PaymentConflict { batch: i64, payment: i64 },
     #[error("the stored state `{0}` is not a known batch state")]
     BadState(String),
 }
@@ -296,30 +300,7 @@ impl Store {
     ) -> Result<BatchState, StoreError> {
         let next = expected.on(event)?;
         let mut tx = self.pool.begin().await?;
-        let now = ts(at);
-        let changed = sqlx::query(
-            "UPDATE batches SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
-        )
-        .bind(next.as_str())
-        .bind(&now)
-        .bind(batch)
-        .bind(expected.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(StoreError::Conflict { batch, expected });
-        }
-        sqlx::query(
-            "INSERT INTO state_history (batch_id, from_state, to_state, event, at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(batch)
-        .bind(expected.as_str())
-        .bind(next.as_str())
-        .bind(event.name())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        move_batch(&mut tx, batch, expected, next, event.name(), None, at).await?;
         append_audit(
             &mut tx,
             at,
@@ -888,24 +869,15 @@ impl Store {
         if let Some(o) = outcome {
             let proposed = current.on(&Event::Outcome(o))?;
             if proposed != current {
-                sqlx::query(
-                    "UPDATE batches SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+                move_batch(
+                    &mut tx,
+                    batch,
+                    current,
+                    proposed,
+                    "outcome",
+                    Some(&source),
+                    at,
                 )
-                .bind(proposed.as_str())
-                .bind(&now)
-                .bind(batch)
-                .bind(current.as_str())
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO state_history (batch_id, from_state, to_state, event, at, source) VALUES ($1, $2, $3, 'outcome', $4, $5)",
-                )
-                .bind(batch)
-                .bind(current.as_str())
-                .bind(proposed.as_str())
-                .bind(&now)
-                .bind(&source)
-                .execute(&mut *tx)
                 .await?;
                 next = proposed;
             }
@@ -1017,6 +989,45 @@ impl Store {
         .await?
         .get(0))
     }
+}
+
+/// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:
+/// guarded by `from`, so a concurrent change makes it fail without effect.
+async fn move_batch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: i64,
+    from: BatchState,
+    to: BatchState,
+    event: &str,
+    source: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let now = ts(at);
+    let changed =
+        sqlx::query("UPDATE batches SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(to.as_str())
+            .bind(&now)
+            .bind(batch)
+            .bind(from.as_str())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    if changed != 1 {
+        return Err(StoreError::Conflict {
+            batch,
+            expected: from,
+        });
+    }
+    sqlx::query("INSERT INTO state_history (batch_id, from_state, to_state, event, at, source) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(batch)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(event)
+        .bind(&now)
+        .bind(source)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn append_audit(
