@@ -119,23 +119,50 @@ pub fn connect(cfg: &Config, bank: &str) -> Result<Box<dyn Link + Send>, Deliver
 }
 
 /// Uploads an already sealed file under `remote_name`, retrying transient failures; every
-/// attempt is idempotent (see `transport`), so a retry never makes a second file.
+/// attempt is idempotent (see `transport`), so a retry never makes a second file. Returns the
+/// outcome and the file's SHA-256 and size.
 pub fn send(
     cfg: &Config,
     bank: &str,
     sealed: &Path,
     remote_name: &str,
-) -> Result<PutOutcome, DeliveryError> {
+) -> Result<(PutOutcome, String, u64), DeliveryError> {
     let t = transport_of(cfg, bank)?.clone();
-    Ok(transport::with_retries(
+    let (sha, size) = sha256_file(sealed).map_err(io(sealed))?;
+    let complete = std::cell::Cell::new(false);
+    let outcome = transport::with_retries(
         t.attempts,
         Duration::from_millis(t.backoff_ms),
         &format!("upload {remote_name} to bank `{bank}`"),
         |_| {
             let mut link = connect_once(cfg, bank)?;
-            link.put(sealed, remote_name)
+            match link.put(sealed, remote_name, &sha[..12], !complete.get()) {
+                Err(e @ TransportError::Interrupted { .. }) => {
+                    complete.set(true);
+                    Err(e)
+                }
+                other => other,
+            }
         },
-    )?)
+    )?;
+    Ok((outcome, sha, size))
+}
+
+/// SHA-256 and size of a file, read in chunks.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            return Ok((hex::encode(h.finalize()), n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
 }
 
 fn connect_once(cfg: &Config, bank: &str) -> Result<Box<dyn Link + Send>, TransportError> {

@@ -148,6 +148,13 @@ pub struct Reconciliation {
     pub notes: Vec<String>,
 }
 
+/// Any of the reasons says "duplicate".
+fn is_duplicate(rs: &[Reason]) -> bool {
+    rs.iter()
+        .filter_map(|r| r.key())
+        .any(|c| DUPLICATE_CODES.contains(&c))
+}
+
 fn reason_parts(rs: &[Reason]) -> (Option<String>, Option<String>) {
     let code = rs.iter().find_map(|r| r.key().map(str::to_string));
     let text: Vec<String> = rs.iter().flat_map(|r| r.info.iter().cloned()).collect();
@@ -197,6 +204,9 @@ pub fn block_ids(msg_id: &str, payments: &[PaymentView]) -> BTreeMap<String, Vec
 
 struct Plan<'a> {
     payments: &'a [PaymentView],
+    /// Payments covered, at any level of this report, by a duplicate rejection: no rejection
+    /// in this report is applied to them.
+    duplicate: std::collections::HashSet<i64>,
     /// Desired (state, level rank, change) per payment id; higher level rank wins.
     wanted: BTreeMap<i64, (u8, Change)>,
     notes: Vec<String>,
@@ -217,16 +227,12 @@ impl Plan<'_> {
             return;
         };
         let (code, text) = reason_parts(reasons);
-        if matches!(status, Status::Rjct)
-            && code
-                .as_deref()
-                .is_some_and(|c| DUPLICATE_CODES.contains(&c))
-        {
+        if matches!(status, Status::Rjct | Status::Canc) && self.duplicate.contains(&pid) {
             self.notes.push(format!(
-                "payment {} ({}): the bank rejected a duplicate ({}) at {level} level: recorded, NOT applied — an earlier submission of this message may stand; check with the bank",
+                "payment {} ({}): a {} at {level} level comes with a duplicate rejection in this report: recorded, NOT applied — an earlier submission of this message may stand; check with the bank",
                 p.end_to_end_id,
                 p.state.as_str(),
-                code.unwrap_or_default()
+                status.code()
             ));
             return;
         }
@@ -272,8 +278,35 @@ pub fn status_report(
     msg_id: &str,
     payments: &[PaymentView],
 ) -> Reconciliation {
+    let blocks = block_ids(msg_id, payments);
+    let rejecting = |st: &Option<Status>| matches!(st, Some(Status::Rjct | Status::Canc));
+    let mut duplicate = std::collections::HashSet::new();
+    if rejecting(&report.group_status) && is_duplicate(&report.group_reasons) {
+        duplicate.extend(payments.iter().map(|p| p.id));
+    }
+    for pi in &report.payment_infos {
+        let members: Vec<i64> = match pi.original_pmt_inf_id.as_deref() {
+            Some(id) => blocks.get(id).cloned().unwrap_or_default(),
+            None => payments.iter().map(|p| p.id).collect(),
+        };
+        if rejecting(&pi.status) && is_duplicate(&pi.reasons) {
+            duplicate.extend(members);
+        }
+        for tx in &pi.transactions {
+            if rejecting(&tx.status) && is_duplicate(&tx.reasons) {
+                let e2e = tx.original_end_to_end_id.as_deref();
+                duplicate.extend(
+                    payments
+                        .iter()
+                        .filter(|p| Some(p.end_to_end_id.as_str()) == e2e)
+                        .map(|p| p.id),
+                );
+            }
+        }
+    }
     let mut plan = Plan {
         payments,
+        duplicate,
         wanted: BTreeMap::new(),
         notes: vec![],
     };
@@ -282,7 +315,6 @@ pub fn status_report(
             plan.want(p.id, st, &report.group_reasons, "group", 1, None);
         }
     }
-    let blocks = block_ids(msg_id, payments);
     for pi in &report.payment_infos {
         let members: Vec<i64> = match pi.original_pmt_inf_id.as_deref() {
             Some(id) => match blocks.get(id) {
@@ -362,6 +394,7 @@ pub fn status_report(
 pub fn statement(st: &Statement, msg_id: &str, payments: &[PaymentView]) -> Reconciliation {
     let mut plan = Plan {
         payments,
+        duplicate: Default::default(),
         wanted: BTreeMap::new(),
         notes: vec![],
     };
@@ -578,6 +611,69 @@ mod tests {
         let rec = status_report(&r, "M", &ps);
         assert!(rec.changes.is_empty());
         assert!(rec.notes[0].contains("NOT applied"), "{:?}", rec.notes);
+    }
+
+    #[test]
+    fn a_duplicate_rejection_at_one_level_blocks_rejections_at_every_level() {
+        let ps = vec![
+            pay(1, "E1", 1, PaymentState::Accepted),
+            pay(2, "E2", 1, PaymentState::Accepted),
+        ];
+        let dup = |c: &str| {
+            vec![Reason {
+                code: Some(c.into()),
+                proprietary: None,
+                info: vec![],
+            }]
+        };
+        // Group RJCT without a reason, block RJCT with DU02.
+        let r = report(
+            Some(Status::Rjct),
+            vec![PaymentInfoStatus {
+                original_pmt_inf_id: Some("M-1".into()),
+                status: Some(Status::Rjct),
+                reasons: dup("DU02"),
+                transactions: vec![],
+            }],
+        );
+        assert!(status_report(&r, "M", &ps).changes.is_empty());
+        // Group RJCT with DU01, transactions RJCT without a reason.
+        let mut r = report(
+            Some(Status::Rjct),
+            vec![PaymentInfoStatus {
+                original_pmt_inf_id: None,
+                status: None,
+                reasons: vec![],
+                transactions: vec![tx("E1", Status::Rjct, None)],
+            }],
+        );
+        r.group_reasons = dup("DU01");
+        assert!(status_report(&r, "M", &ps).changes.is_empty());
+        // The duplicate code as the second of two reasons.
+        let mut r = report(Some(Status::Rjct), vec![]);
+        r.group_reasons = [dup("NARR"), dup("AM05")].concat();
+        let rec = status_report(&r, "M", &ps);
+        assert!(rec.changes.is_empty());
+        assert_eq!(rec.notes.len(), 2);
+        // A duplicate rejection of one transaction does not protect the others.
+        let r = report(
+            None,
+            vec![PaymentInfoStatus {
+                original_pmt_inf_id: None,
+                status: None,
+                reasons: vec![],
+                transactions: vec![
+                    tx("E1", Status::Rjct, Some("DU03")),
+                    tx("E2", Status::Rjct, Some("AC01")),
+                ],
+            }],
+        );
+        let rec = status_report(&r, "M", &ps);
+        assert_eq!(rec.changes.len(), 1);
+        assert_eq!(
+            (rec.changes[0].payment_id, rec.changes[0].to),
+            (2, PaymentState::Rejected)
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@ use crate::config::Config;
 use crate::delivery::{self, FetchOutcome};
 use crate::store::Store;
 use crate::transport::PutOutcome;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -68,13 +67,6 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    let (sha, size) = match sha256_file(&args.file) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("paygate: {}: {e}", args.file.display());
-            return Exit::Usage;
-        }
-    };
     let rt = runtime();
     rt.block_on(async {
         let store = match open_store(&cfg).await {
@@ -89,7 +81,7 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
         };
         let actor = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "admin".into());
         match result {
-            Ok(outcome) => {
+            Ok((outcome, sha, _)) => {
                 let (word, n) = match outcome {
                     PutOutcome::Uploaded { bytes } => ("uploaded", bytes),
                     PutOutcome::AlreadyThere { bytes } => ("already-there", bytes),
@@ -108,28 +100,14 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
                 Exit::Ok
             }
             Err(e) => {
-                let _ = store.record_upload(&args.bank, None, &name, &sha, size, "failed", &actor, chrono::Utc::now()).await;
+                if let Ok((sha, size)) = delivery::sha256_file(&args.file) {
+                    let _ = store.record_upload(&args.bank, None, &name, &sha, size, "failed", &actor, chrono::Utc::now()).await;
+                }
                 eprintln!("paygate: {e}");
                 exit_for(&e)
             }
         }
     })
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            return Ok((hex::encode(h.finalize()), n));
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
 }
 
 pub fn fetch(args: FetchArgs, config_path: &Path) -> Exit {

@@ -47,7 +47,13 @@ impl FolderLink {
 }
 
 impl Link for FolderLink {
-    fn put(&mut self, local: &Path, name: &str) -> Result<PutOutcome, TransportError> {
+    fn put(
+        &mut self,
+        local: &Path,
+        name: &str,
+        content_id: &str,
+        allow_fresh: bool,
+    ) -> Result<PutOutcome, TransportError> {
         let size = std::fs::metadata(local).map_err(|e| err(local, e))?.len();
         let final_path = self.upload_dir.join(name);
         if let Ok(m) = std::fs::metadata(&final_path) {
@@ -60,14 +66,20 @@ impl Link for FolderLink {
                 ))
             };
         }
-        let part = self.upload_dir.join(format!("{name}.part"));
+        let part = self.upload_dir.join(super::part_name(name, content_id));
         let target = if self.use_temp_name {
             &part
         } else {
             &final_path
         };
-        let offset = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
-        let offset = if offset > size { 0 } else { offset };
+        let existing = std::fs::metadata(target).map(|m| m.len()).ok();
+        if existing.is_none() && !allow_fresh {
+            return Err(super::gone_after_complete(
+                &self.upload_dir.display().to_string(),
+                name,
+            ));
+        }
+        let offset = existing.filter(|o| *o <= size).unwrap_or(0);
         let mut src = std::fs::File::open(local).map_err(|e| err(local, e))?;
         src.seek(std::io::SeekFrom::Start(offset))
             .map_err(|e| err(local, e))?;
@@ -83,23 +95,26 @@ impl Link for FolderLink {
         dst.flush().map_err(|e| err(target, e))?;
         dst.sync_all().map_err(|e| err(target, e))?;
         drop(dst);
+        let interrupted = |p: &Path, e: std::io::Error| TransportError::Interrupted {
+            what: p.display().to_string(),
+            detail: e.to_string(),
+        };
         if self.use_temp_name {
-            std::fs::hard_link(&part, &final_path).map_err(|e| err(&final_path, e))?;
-            std::fs::remove_file(&part).map_err(|e| err(&part, e))?;
+            // The commit point: a hard link never replaces an existing file.
+            std::fs::hard_link(&part, &final_path).map_err(|e| interrupted(&final_path, e))?;
+            std::fs::remove_file(&part).map_err(|e| interrupted(&part, e))?;
         }
         if let Ok(d) = std::fs::File::open(&self.upload_dir) {
             let _ = d.sync_all();
         }
-        let got = std::fs::metadata(&final_path)
-            .map_err(|e| err(&final_path, e))?
-            .len();
-        if got != size {
-            return Err(TransportError::Transient {
-                what: final_path.display().to_string(),
-                detail: format!("{got} bytes after the copy, expected {size}"),
-            });
+        match std::fs::metadata(&final_path) {
+            Ok(m) if m.len() != size => Err(TransportError::Conflict(
+                final_path.display().to_string(),
+                format!("{} bytes after the copy, ours has {size}", m.len()),
+            )),
+            // Taken away at once by whoever watches the folder: delivered.
+            _ => Ok(PutOutcome::Uploaded { bytes: size }),
         }
-        Ok(PutOutcome::Uploaded { bytes: size })
     }
 
     fn list(&mut self) -> Result<Vec<RemoteFile>, TransportError> {

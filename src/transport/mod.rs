@@ -50,6 +50,10 @@ pub enum TransportError {
     Conflict(String, String),
     #[error("{what}: {detail}")]
     Transient { what: String, detail: String },
+    /// Failed after every byte was written: the next attempt must not start a fresh upload
+    /// if it finds nothing (the server may have taken the complete file away already).
+    #[error("{what}: {detail}")]
+    Interrupted { what: String, detail: String },
     #[error("{what}: {detail}")]
     Permanent { what: String, detail: String },
     #[error("cancelled")]
@@ -59,7 +63,10 @@ pub enum TransportError {
 impl TransportError {
     /// Worth another attempt: network trouble, timeouts, a server that went away.
     pub fn is_transient(&self) -> bool {
-        matches!(self, TransportError::Transient { .. })
+        matches!(
+            self,
+            TransportError::Transient { .. } | TransportError::Interrupted { .. }
+        )
     }
 }
 
@@ -81,7 +88,17 @@ pub struct RemoteFile {
 /// A connection to the bank's file exchange.
 pub trait Link {
     /// Uploads `local` as `name` in the upload folder (see the module doc for the semantics).
-    fn put(&mut self, local: &Path, name: &str) -> Result<PutOutcome, TransportError>;
+    /// `content_id` names the temporary file (`NAME.<content_id>.part`), so that only a
+    /// leftover of the very same bytes is ever continued. With `allow_fresh` false (an earlier
+    /// attempt had written every byte), finding neither the file nor its `.part` is an error:
+    /// the file was most likely delivered and taken away, and must not be sent again.
+    fn put(
+        &mut self,
+        local: &Path,
+        name: &str,
+        content_id: &str,
+        allow_fresh: bool,
+    ) -> Result<PutOutcome, TransportError>;
     /// The files in the download folder that match the bank's patterns.
     fn list(&mut self) -> Result<Vec<RemoteFile>, TransportError>;
     /// Copies a file from the download folder to `out`; returns its size.
@@ -177,6 +194,21 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// The temporary name of an upload in progress.
+pub fn part_name(name: &str, content_id: &str) -> String {
+    format!("{name}.{content_id}.part")
+}
+
+/// What a retry must do when neither the file nor its `.part` is on the server.
+pub(crate) fn gone_after_complete(what: &str, name: &str) -> TransportError {
+    TransportError::Permanent {
+        what: what.to_string(),
+        detail: format!(
+            "{name} was complete on the server and is gone now: the bank most likely took it. NOT sending it again — check with the bank whether it arrived before any resend"
+        ),
+    }
 }
 
 /// A name from the server used as a local file name: no path separators, no dot files.

@@ -227,7 +227,13 @@ fn verify_host_key(
 }
 
 impl Link for SftpLink {
-    fn put(&mut self, local: &Path, name: &str) -> Result<PutOutcome, TransportError> {
+    fn put(
+        &mut self,
+        local: &Path,
+        name: &str,
+        content_id: &str,
+        allow_fresh: bool,
+    ) -> Result<PutOutcome, TransportError> {
         let w = self.what.clone();
         let size = std::fs::metadata(local)
             .map_err(|e| permanent(&local.display().to_string(), e))?
@@ -244,17 +250,21 @@ impl Link for SftpLink {
             };
         }
         let target = if self.use_temp_name {
-            self.upload_dir.join(format!("{name}.part"))
+            self.upload_dir.join(super::part_name(name, content_id))
         } else {
             final_path.clone()
         };
-        // A leftover from an interrupted attempt holds a prefix of the very same bytes: continue
-        // after it (or start over if it is somehow longer).
-        let mut offset = self.size_of(&target)?.unwrap_or(0);
-        if offset > size {
-            self.sftp.unlink(&target).map_err(|e| classify(&w, e))?;
-            offset = 0;
+        // A leftover of an interrupted attempt: the same content (it carries the content id),
+        // so its bytes are a prefix of ours; continue after them.
+        let mut offset = self.size_of(&target)?;
+        if offset.is_none() && !allow_fresh {
+            return Err(super::gone_after_complete(&w, name));
         }
+        if offset.is_some_and(|o| o > size) {
+            self.sftp.unlink(&target).map_err(|e| classify(&w, e))?;
+            offset = None;
+        }
+        let offset = offset.unwrap_or(0);
         let mut src =
             std::fs::File::open(local).map_err(|e| permanent(&local.display().to_string(), e))?;
         use std::io::Seek;
@@ -272,21 +282,43 @@ impl Link for SftpLink {
         copy_chunks(&mut src, &mut remote)
             .map_err(|e| transient(&w, format!("upload of {name} interrupted: {e}")))?;
         // fsync@openssh.com where the server has it; not every server does.
-        let _ = remote.fsync();
-        drop(remote);
-        if self.use_temp_name {
-            self.sftp
-                .rename(&target, &final_path, None)
-                .map_err(|e| classify(&w, e))?;
+        if let Err(e) = remote.fsync() {
+            tracing::debug!("the server does not sync files on request: {e}");
         }
-        match self.size_of(&final_path)? {
-            Some(s) if s == size => Ok(PutOutcome::Uploaded { bytes: size }),
-            other => Err(transient(
-                &w,
-                format!(
-                    "{name} has {other:?} bytes on the server after the upload, expected {size}"
-                ),
+        drop(remote);
+        let interrupted = |detail: String| TransportError::Interrupted {
+            what: w.clone(),
+            detail,
+        };
+        // Every byte is there before the file gets its final name.
+        match self.size_of(&target) {
+            Ok(Some(s)) if s == size => {}
+            Ok(other) => {
+                return Err(transient(
+                    &w,
+                    format!(
+                        "{} holds {other:?} bytes after the upload, expected {size}",
+                        target.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(interrupted(e.to_string())),
+        }
+        if self.use_temp_name {
+            // The commit point: once renamed, the file is the bank's.
+            self.sftp.rename(&target, &final_path, None).map_err(|e| {
+                interrupted(format!("renaming {} to {name}: {e}", target.display()))
+            })?;
+        }
+        match self.size_of(&final_path) {
+            Ok(Some(s)) if s == size => Ok(PutOutcome::Uploaded { bytes: size }),
+            // Some servers take a file away the moment it appears.
+            Ok(None) => Ok(PutOutcome::Uploaded { bytes: size }),
+            Ok(Some(s)) => Err(TransportError::Conflict(
+                final_path.display().to_string(),
+                format!("{s} bytes after our rename, ours has {size}"),
             )),
+            Err(_) => Ok(PutOutcome::Uploaded { bytes: size }),
         }
     }
 

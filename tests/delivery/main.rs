@@ -7,6 +7,11 @@ mod harness;
 
 use harness::*;
 
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 #[test]
 fn sealed_upload_is_read_by_the_bank_with_gnupg() {
     let w = World::new("upload");
@@ -241,7 +246,10 @@ fn an_upload_interrupted_by_the_server_going_away_is_completed_exactly_once() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&big, &data).unwrap();
-    let part = w.sshd.root.join("in/BIG_MSG.pgp.part");
+    let part = w
+        .sshd
+        .root
+        .join(format!("in/BIG_MSG.pgp.{}.part", &sha256_hex(&data)[..12]));
     let cfg = w.config.clone();
     let sender = std::thread::spawn(move || {
         run_paygate(&cfg, &["send", big.to_str().unwrap(), "--bank", "bank"])
@@ -277,20 +285,38 @@ fn an_upload_interrupted_by_the_server_going_away_is_completed_exactly_once() {
 }
 
 #[test]
-fn a_part_leftover_from_a_crash_is_completed() {
+fn a_part_leftover_from_a_crash_is_completed_and_a_stale_one_is_not_continued() {
     let w = World::new("leftover");
     let file = w.dir.join("CRASHED.pgp");
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     std::fs::write(&file, &data).unwrap();
-    // An earlier process died after sending the first 100,000 bytes.
-    std::fs::write(w.sshd.root.join("in/CRASHED.pgp.part"), &data[..100_000]).unwrap();
+    let id = &sha256_hex(&data)[..12];
+    // An earlier process died after sending the first 100,000 bytes of this very file.
+    std::fs::write(
+        w.sshd.root.join(format!("in/CRASHED.pgp.{id}.part")),
+        &data[..100_000],
+    )
+    .unwrap();
+    // And a leftover of a different file under the same name (sealed again since): never continued.
+    std::fs::write(
+        w.sshd.root.join("in/CRASHED.pgp.000000000000.part"),
+        vec![0xEE; 150_000],
+    )
+    .unwrap();
     let out = w.ok(&["send", file.to_str().unwrap(), "--bank", "bank"]);
     assert!(out.contains("uploaded CRASHED.pgp"), "{out}");
-    assert_eq!(
-        std::fs::read(w.sshd.root.join("in/CRASHED.pgp")).unwrap(),
-        data
+    assert!(
+        std::fs::read(w.sshd.root.join("in/CRASHED.pgp")).unwrap() == data,
+        "the file on the server is not the file sent"
     );
-    assert!(!w.sshd.root.join("in/CRASHED.pgp.part").exists());
+    assert!(
+        !w.sshd
+            .root
+            .join(format!("in/CRASHED.pgp.{id}.part"))
+            .exists()
+    );
 }
 
 #[test]
@@ -371,19 +397,26 @@ folder = "{}"
     )
     .unwrap();
     let file = root.join("F.pgp");
-    std::fs::write(&file, vec![7u8; 10_000]).unwrap();
-    std::fs::write(root.join("in/F.pgp.part"), vec![7u8; 4_000]).unwrap();
-    let r = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    std::fs::write(
+        root.join(format!("in/F.pgp.{}.part", &sha256_hex(&data)[..12])),
+        &data[..4_000],
+    )
+    .unwrap();
+    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap();
     assert_eq!(
         r,
         paygate::transport::PutOutcome::Uploaded { bytes: 10_000 }
     );
-    assert_eq!(
-        std::fs::read(root.join("in/F.pgp")).unwrap(),
-        vec![7u8; 10_000]
-    );
-    assert!(!root.join("in/F.pgp.part").exists());
-    let r = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap();
+    assert_eq!(std::fs::read(root.join("in/F.pgp")).unwrap(), data);
+    let left: Vec<_> = std::fs::read_dir(root.join("in"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap();
     assert_eq!(
         r,
         paygate::transport::PutOutcome::AlreadyThere { bytes: 10_000 }
@@ -396,7 +429,7 @@ folder = "{}"
     );
     assert_eq!(
         std::fs::read(root.join("in/F.pgp")).unwrap(),
-        vec![7u8; 10_000],
+        data,
         "never overwritten"
     );
 }
