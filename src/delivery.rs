@@ -290,6 +290,30 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
     }
     let keyring = std::sync::Arc::new(keyring);
     let mut out = Vec::new();
+    // Files recorded by an earlier run that did not get to the end (it crashed, or the
+    // reconciliation failed): handle them first, from the spool.
+    for r in store.return_files(Some(bank)).await? {
+        let spooled = PathBuf::from(&r.spool_path);
+        if matches!(r.state.as_str(), "received" | "opened") && spooled.is_file() {
+            let outcome = process(
+                cfg,
+                store,
+                &keyring,
+                &spool,
+                bank,
+                r.id,
+                &spooled,
+                &r.remote_name,
+            )
+            .await?;
+            out.push(Fetched {
+                remote_name: r.remote_name,
+                size: r.size as u64,
+                sha256: r.sha256,
+                outcome,
+            });
+        }
+    }
     for file in listed {
         let tmp_path = spool.incoming.join(format!(
             ".{}.download",
@@ -340,7 +364,7 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
         if let Ok(d) = std::fs::File::open(&spool.incoming) {
             let _ = d.sync_all();
         }
-        let (id, new) = store
+        let (id, new, state) = store
             .record_return(
                 bank,
                 &file.name,
@@ -365,7 +389,9 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
                 file.name
             );
         }
-        if !new {
+        // Seen before and handled: skip. Seen before but interrupted (a crash between recording
+        // and handling): handle it now.
+        if !new && !matches!(state.as_str(), "received" | "opened") {
             out.push(Fetched {
                 remote_name: file.name,
                 size,
@@ -374,49 +400,7 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
             });
             continue;
         }
-        let mut outcome = open_spooled(&keyring, &spool, &spooled, &file.name).await?;
-        match &mut outcome {
-            FetchOutcome::Opened {
-                path,
-                signer,
-                reconciled,
-            } => {
-                store
-                    .set_return_state(
-                        id,
-                        "opened",
-                        signer.as_deref(),
-                        None,
-                        Some(&path.display().to_string()),
-                        Utc::now(),
-                    )
-                    .await?;
-                // The verified file is the bank's word: apply it to its batch at once.
-                let bytes = std::fs::read(&*path).map_err(io(path))?;
-                *reconciled = match crate::inbound::apply(
-                    cfg,
-                    store,
-                    Some(bank),
-                    &file.name,
-                    &bytes,
-                )
-                .await
-                {
-                    Ok(a) => Ok(describe_applied(&a)),
-                    Err(e) => {
-                        tracing::error!(error_code = "return.unreadable", bank, file = %file.name, "verified, but not understood: {e}");
-                        Err(e.to_string())
-                    }
-                };
-            }
-            FetchOutcome::Quarantined { reason, .. } => {
-                tracing::error!(error_code = "return.quarantined", bank, file = %file.name, "quarantined: {reason}");
-                store
-                    .set_return_state(id, "quarantined", None, Some(reason), None, Utc::now())
-                    .await?
-            }
-            _ => {}
-        }
+        let outcome = process(cfg, store, &keyring, &spool, bank, id, &spooled, &file.name).await?;
         out.push(Fetched {
             remote_name: file.name,
             size,
@@ -425,6 +409,71 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
         });
     }
     Ok(out)
+}
+
+/// Opens a spooled file and hands it on: `opened` with the plaintext, then `processed` once
+/// reconciled; or `quarantined` with the reason.
+#[allow(clippy::too_many_arguments)]
+async fn process(
+    cfg: &Config,
+    store: &Store,
+    keyring: &std::sync::Arc<Keyring>,
+    spool: &Spool,
+    bank: &str,
+    id: i64,
+    spooled: &Path,
+    remote_name: &str,
+) -> Result<FetchOutcome, DeliveryError> {
+    let mut outcome = open_spooled(keyring, spool, spooled, remote_name).await?;
+    match &mut outcome {
+        FetchOutcome::Opened {
+            path,
+            signer,
+            reconciled,
+        } => {
+            store
+                .set_return_state(
+                    id,
+                    "opened",
+                    signer.as_deref(),
+                    None,
+                    Some(&path.display().to_string()),
+                    Utc::now(),
+                )
+                .await?;
+            // The verified file is the bank's word: apply it to its batch at once.
+            let bytes = std::fs::read(&*path).map_err(io(path))?;
+            *reconciled = match crate::inbound::apply(cfg, store, Some(bank), remote_name, &bytes)
+                .await
+            {
+                Ok(a) => {
+                    store
+                        .set_return_state(
+                            id,
+                            "processed",
+                            signer.as_deref(),
+                            None,
+                            Some(&path.display().to_string()),
+                            Utc::now(),
+                        )
+                        .await?;
+                    Ok(describe_applied(&a))
+                }
+                Err(e) => {
+                    tracing::error!(error_code = "return.unreadable", bank, file = %remote_name, "verified, but not reconciled: {e}");
+                    Err(e.to_string())
+                }
+            };
+        }
+        FetchOutcome::Quarantined { reason, .. } => {
+            tracing::error!(error_code = "return.quarantined", bank, file = %remote_name, "quarantined: {reason}");
+            store
+                .set_return_state(id, "quarantined", None, Some(reason), None, Utc::now())
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(outcome)
 }
 
 fn describe_applied(a: &crate::inbound::Applied) -> String {
@@ -453,7 +502,12 @@ async fn open_spooled(
     spooled: &Path,
     remote_name: &str,
 ) -> Result<FetchOutcome, DeliveryError> {
-    let name = transport::safe_local_name(remote_name);
+    // The spooled name carries the content's hash: a later file of the same name never
+    // replaces this one's plaintext.
+    let name = spooled.file_name().map_or_else(
+        || transport::safe_local_name(remote_name),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let plain_name = name
         .strip_suffix(".pgp")
         .or_else(|| name.strip_suffix(".gpg"))

@@ -20,8 +20,8 @@ pub enum InboundError {
     Layout(#[from] bank::layout::LayoutError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("writing the result report: {0}")]
-    Results(std::io::Error),
+    #[error("writing the result report in {0}: {1}")]
+    Results(PathBuf, std::io::Error),
 }
 
 /// What applying one report did.
@@ -134,7 +134,7 @@ pub async fn apply(
     }
     let text = bank::describe::describe(&message, bank::reasons::Language::En);
     let first = batch_ids.iter().next().copied();
-    let (report_id, new) = store
+    let (report_id, applied_before) = store
         .record_report(
             source,
             &sha,
@@ -148,11 +148,11 @@ pub async fn apply(
         .await?;
     let mut applied = Applied {
         report_id,
-        new,
+        new: !applied_before,
         kind,
         ..Applied::default()
     };
-    if !new {
+    if applied_before {
         applied
             .notes
             .push("this report was applied before: nothing changed".into());
@@ -163,6 +163,7 @@ pub async fn apply(
             "matches no batch (original message {}): kept as an unmatched report, shown by `paygate batches`",
             original.as_deref().unwrap_or("-")
         ));
+        store.mark_report_applied(report_id, Utc::now()).await?;
         return Ok(applied);
     }
     for batch in batch_ids {
@@ -188,14 +189,16 @@ pub async fn apply(
             .notes
             .extend(rec.notes.iter().map(|n| format!("batch {batch}: {n}")));
         let mut results = vec![];
+        // Written whenever the batch is final: applying a report again (after a crash) writes
+        // the same report again.
         let all_final = states.iter().all(|s| s.is_final());
-        if all_final && (!rec.changes.is_empty()) {
+        if all_final {
             if let Some(ch) = cfg.channel(&row.channel) {
                 let after = store.payments(batch).await?;
                 let file = store.file_name_of_batch(batch).await?;
                 let dir = cfg.resolve(&ch.folder).join("results");
-                results = crate::results::write(&dir, &file, ch, &after)
-                    .map_err(InboundError::Results)?;
+                results = crate::results::write(&dir, &file, batch, ch, &after)
+                    .map_err(|e| InboundError::Results(dir.clone(), e))?;
             } else {
                 applied.notes.push(format!(
                     "batch {batch}: channel `{}` is no longer configured: no result report written",
@@ -211,5 +214,7 @@ pub async fn apply(
             results,
         });
     }
+    // Applied to every batch it answers: only now does it count as handled.
+    store.mark_report_applied(report_id, Utc::now()).await?;
     Ok(applied)
 }

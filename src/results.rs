@@ -154,13 +154,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
-/// Writes `<results>/<file stem>.result.csv` and `.xlsx`; returns their paths.
+/// Writes `<results>/<file stem>.batch<ID>.result.csv` and `.xlsx` (the batch id keeps next
+/// month's `payroll.xlsx` from replacing this month's report); returns their paths.
 pub fn write(
     results_dir: &Path,
     original_file: &str,
+    batch: i64,
     channel: &Channel,
     payments: &[StoredPayment],
 ) -> std::io::Result<Vec<PathBuf>> {
@@ -178,7 +181,7 @@ pub fn write(
             .into_owned(),
         _ => [b"\xEF\xBB\xBF".as_slice(), &text].concat(),
     };
-    let csv_path = results_dir.join(format!("{stem}.result.csv"));
+    let csv_path = results_dir.join(format!("{stem}.batch{batch}.result.csv"));
     write_atomic(&csv_path, &bytes)?;
 
     let mut wb = rust_xlsxwriter::Workbook::new();
@@ -221,7 +224,7 @@ pub fn write(
             .map_err(xl)?;
     }
     let xlsx = wb.save_to_buffer().map_err(xl)?;
-    let xlsx_path = results_dir.join(format!("{stem}.result.xlsx"));
+    let xlsx_path = results_dir.join(format!("{stem}.batch{batch}.result.xlsx"));
     write_atomic(&xlsx_path, &xlsx)?;
     Ok(vec![csv_path, xlsx_path])
 }

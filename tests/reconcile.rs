@@ -261,11 +261,15 @@ async fn full_acceptance_then_settlement_by_camt054_writes_the_result_report() {
     let out = env.reconcile("n1.xml", &camt054(&entries));
     assert!(out.contains("now completed"), "{out}");
     assert!(
-        out.contains("run-2026-11.result.csv") && out.contains("run-2026-11.result.xlsx"),
+        out.contains("run-2026-11.batch1.result.csv")
+            && out.contains("run-2026-11.batch1.result.xlsx"),
         "{out}"
     );
-    let csv =
-        std::fs::read_to_string(env.dir.join("supplier/results/run-2026-11.result.csv")).unwrap();
+    let csv = std::fs::read_to_string(
+        env.dir
+            .join("supplier/results/run-2026-11.batch1.result.csv"),
+    )
+    .unwrap();
     assert!(
         csv.starts_with("\u{feff}Row,Payee,Account,Amount,Currency,Status"),
         "{csv}"
@@ -279,9 +283,12 @@ async fn full_acceptance_then_settlement_by_camt054_writes_the_result_report() {
         "{csv}"
     );
     assert!(
-        std::fs::metadata(env.dir.join("supplier/results/run-2026-11.result.xlsx"))
-            .unwrap()
-            .len()
+        std::fs::metadata(
+            env.dir
+                .join("supplier/results/run-2026-11.batch1.result.xlsx")
+        )
+        .unwrap()
+        .len()
             > 1000
     );
     // The same notification again changes nothing.
@@ -340,8 +347,11 @@ async fn a_whole_file_rejection() {
     );
     assert!(out.contains("now rejected"), "{out}");
     assert_eq!(env.batch_state(), "rejected");
-    let csv =
-        std::fs::read_to_string(env.dir.join("supplier/results/run-2026-11.result.csv")).unwrap();
+    let csv = std::fs::read_to_string(
+        env.dir
+            .join("supplier/results/run-2026-11.batch1.result.csv"),
+    )
+    .unwrap();
     assert!(
         csv.contains("rejected,FF01,the file format is invalid"),
         "{csv}"
@@ -404,8 +414,11 @@ async fn a_return_after_settlement_and_an_unmatched_report() {
     );
     assert_eq!(env.state_of("E2E-2"), "returned");
     assert_eq!(env.batch_state(), "partially_rejected");
-    let csv =
-        std::fs::read_to_string(env.dir.join("supplier/results/run-2026-11.result.csv")).unwrap();
+    let csv = std::fs::read_to_string(
+        env.dir
+            .join("supplier/results/run-2026-11.batch1.result.csv"),
+    )
+    .unwrap();
     assert!(csv.contains("returned,AC04,the account is closed"), "{csv}");
     // A report for a batch paygate never sent is kept and shown.
     let out = env.reconcile(
@@ -424,4 +437,38 @@ async fn a_return_after_settlement_and_an_unmatched_report() {
         list.contains("MSG-RET") && list.contains("partially_rejected"),
         "{list}"
     );
+}
+
+#[tokio::test]
+async fn a_report_recorded_but_not_applied_before_a_crash_is_applied_next_time() {
+    let env = setup("MSG-CRASH").await;
+    let xml = pain002("MSG-CRASH", "R10", "<GrpSts>ACCP</GrpSts>", "");
+    // The previous process recorded the report and died before applying it.
+    let cfg = Config::load(&env.config).unwrap();
+    let store = Store::open(&cfg.database_url()).await.unwrap();
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(xml.as_bytes()));
+    let at = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+    let (_, applied) = store
+        .record_report(
+            "p.xml",
+            &sha,
+            "pain.002.001.03",
+            Some("R10"),
+            Some("MSG-CRASH"),
+            Some(env.batch),
+            "-",
+            at,
+        )
+        .await
+        .unwrap();
+    assert!(!applied);
+    store.close().await;
+    let out = env.reconcile("p.xml", &xml);
+    assert!(!out.contains("seen before"), "{out}");
+    assert!(out.contains("now accepted"), "{out}");
+    assert_eq!(env.state_of("E2E-1"), "accepted");
+    // Applied now: a third time is a no-op.
+    let out = env.reconcile("p-again.xml", &xml);
+    assert!(out.contains("seen before"), "{out}");
 }

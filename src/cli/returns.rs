@@ -212,7 +212,7 @@ pub fn reconcile(args: ReconcileArgs, config_path: &Path) -> Exit {
             Err(e) => {
                 eprintln!("paygate: {}: {e}", args.file.display());
                 match e {
-                    inbound::InboundError::Store(_) | inbound::InboundError::Results(_) => {
+                    inbound::InboundError::Store(_) | inbound::InboundError::Results(..) => {
                         Exit::Usage
                     }
                     _ => Exit::InputErrors,

@@ -435,8 +435,9 @@ pub struct ReturnFile {
 }
 
 impl Store {
-    /// Records a file downloaded from a bank. `new` is false when the same name and content
-    /// were recorded before: the file must not be processed again.
+    /// Records a file downloaded from a bank. Returns its id, whether it is new, and its state:
+    /// a file seen before is processed again only if it never got to `processed` or
+    /// `quarantined` (a crash came in between).
     pub async fn record_return(
         &self,
         bank: &str,
@@ -445,7 +446,7 @@ impl Store {
         sha256: &str,
         spool_path: &str,
         at: DateTime<Utc>,
-    ) -> Result<(i64, bool), StoreError> {
+    ) -> Result<(i64, bool, String), StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO return_files (bank, remote_name, size, sha256, spool_path, received_at, state)
@@ -461,15 +462,15 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        let id: i64 = sqlx::query(
-            "SELECT id FROM return_files WHERE bank = $1 AND remote_name = $2 AND sha256 = $3",
+        let row = sqlx::query(
+            "SELECT id, state FROM return_files WHERE bank = $1 AND remote_name = $2 AND sha256 = $3",
         )
         .bind(bank)
         .bind(remote_name)
         .bind(sha256)
         .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+        .await?;
+        let (id, state): (i64, String) = (row.get(0), row.get(1));
         if inserted {
             append_audit(
                 &mut tx,
@@ -482,7 +483,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok((id, inserted))
+        Ok((id, inserted, state))
     }
 
     /// Marks a received file as opened (decrypted and verified) or quarantined, with why.
@@ -748,7 +749,8 @@ impl Store {
             .rows_affected())
     }
 
-    /// Records a bank report by content; `new` is false for a report seen before.
+    /// Records a bank report by content. Returns its id and whether it was already applied
+    /// (then nothing is to be done; a report recorded but never applied is applied again).
     #[allow(clippy::too_many_arguments)]
     pub async fn record_report(
         &self,
@@ -778,11 +780,12 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        let id: i64 = sqlx::query("SELECT id FROM reports WHERE sha256 = $1")
+        let row = sqlx::query("SELECT id, applied_at FROM reports WHERE sha256 = $1")
             .bind(sha256)
             .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+            .await?;
+        let id: i64 = row.get(0);
+        let applied: Option<String> = row.get(1);
         if inserted {
             append_audit(
                 &mut tx,
@@ -803,7 +806,21 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok((id, inserted))
+        Ok((id, applied.is_some()))
+    }
+
+    /// Marks a report as fully applied (to every batch it answers, or to none).
+    pub async fn mark_report_applied(
+        &self,
+        report: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE reports SET applied_at = $1 WHERE id = $2 AND applied_at IS NULL")
+            .bind(ts(at))
+            .bind(report)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Applies a reconciliation: every payment change with its history row, the batch's new

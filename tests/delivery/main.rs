@@ -87,13 +87,29 @@ fn return_files_signed_by_the_bank_are_fetched_opened_and_never_processed_twice(
         out.contains(&format!("signed by {}", w.bank_gpg.fpr)),
         "{out}"
     );
-    let opened = w.data.join("spool/bank/opened/PAIN002_1.xml");
-    assert_eq!(std::fs::read(&opened).unwrap(), plain);
+    // Handed on at once: this status report names no batch of ours, so it is kept as unmatched.
+    assert!(
+        out.contains("reconciled: pain.002 (no namespace): matches no batch"),
+        "{out}"
+    );
+    // The plaintext is kept under a name carrying the content's hash.
+    let opened: Vec<_> = std::fs::read_dir(w.data.join("spool/bank/opened"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(
+        opened[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with("_PAIN002_1.xml")
+    );
+    assert_eq!(std::fs::read(&opened[0]).unwrap(), plain);
     // Recorded, then removed from the server.
     assert!(!good.exists());
     // The same file put back (a bank resend) is recognised and not processed again.
-    w.bank_gpg
-        .sign_encrypt(plain, &w.company_fpr, &w.dir.join("again.pgp"));
     let spooled: Vec<_> = std::fs::read_dir(w.data.join("spool/bank/incoming"))
         .unwrap()
         .flatten()
