@@ -918,7 +918,8 @@ impl<'a> Validator<'a> {
                 return None;
             }
         };
-        self.all_amounts += value;
+        // A sum that no longer fits is not a total anyone declared: stop checking it.
+        self.all_amounts = self.all_amounts.checked_add(value).unwrap_or(Decimal::MAX);
         let currency = currency?;
         match Money::new(value, currency) {
             Ok(m) => {
@@ -954,6 +955,18 @@ impl<'a> Validator<'a> {
                 };
                 out.push(self.at(
                     Finding::error("amount.too_many_decimals", msg),
+                    row,
+                    idx,
+                    raw,
+                ));
+                None
+            }
+            Err(AmountProblem::TooLarge) => {
+                out.push(self.at(
+                    Finding::error(
+                        "amount.too_large",
+                        "the amount is too large to be a payment (at most 18 digits)",
+                    ),
                     row,
                     idx,
                     raw,

@@ -273,9 +273,10 @@ fn mutated_inputs_never_panic() {
             }
         }
     }
-    // Every mutated file got an answer; most were found faulty or refused, none crashed.
-    assert_eq!(outcomes.iter().sum::<usize>(), 360);
+    // Every mutated file got an answer without a crash (a panic fails this test); the
+    // mutations are real: most files were found faulty or refused, some of each kind.
     assert!(outcomes[1] + outcomes[2] > 180, "{outcomes:?}");
+    assert!(outcomes[1] > 0 && outcomes[2] > 0, "{outcomes:?}");
 }
 
 #[test]

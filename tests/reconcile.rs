@@ -72,13 +72,18 @@ fn paygate(cfg: &Path, args: &[&str]) -> (i32, String) {
 
 /// A batch recorded, approved, sent — as the pipeline leaves it — with MsgId `msg`.
 async fn setup(msg: &str) -> Env {
+    setup_with(msg, INPUT).await
+}
+
+/// Like `setup`, with another input file.
+async fn setup_with(msg: &str, input_text: &str) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("supplier/inbox")).unwrap();
     let config = dir.join("paygate.toml");
     std::fs::write(&config, config_text(&dir)).unwrap();
     let input = dir.join("supplier/inbox/run-2026-11.csv");
-    std::fs::write(&input, INPUT).unwrap();
+    std::fs::write(&input, input_text).unwrap();
     let cfg = Config::load(&config).unwrap();
     let today = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
     let rules = Rules::new(&cfg, "supplier", today).unwrap();
@@ -100,10 +105,9 @@ async fn setup(msg: &str) -> Env {
         .await
         .unwrap();
     let batch = store
-        .create_batch(f.id, "supplier", "bank", &payments, "paygate", at)
+        .create_batch(f.id, "supplier", "bank", msg, &payments, "paygate", at)
         .await
         .unwrap();
-    store.assign_msg_id(batch, msg).await.unwrap();
     let mut s = BatchState::Received;
     for ev in [
         Event::Validated { errors: 0 },
@@ -471,4 +475,32 @@ async fn a_report_recorded_but_not_applied_before_a_crash_is_applied_next_time()
     // Applied now: a third time is a no-op.
     let out = env.reconcile("p-again.xml", &xml);
     assert!(out.contains("seen before"), "{out}");
+}
+
+#[tokio::test]
+async fn payments_without_end_to_end_ids_are_matched_by_the_ids_paygate_gave_them() {
+    // No End to End ID column: paygate generates the ids, in the bank file and in the store alike.
+    let input: String = INPUT
+        .lines()
+        .map(|l| l.rsplit_once(',').map_or(l, |(a, _)| a).to_string() + "\n")
+        .collect();
+    let env = setup_with("MSG-NOID", &input).await;
+    let ids: Vec<&str> = env
+        .pain001
+        .split("<EndToEndId>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{}", env.pain001);
+    assert!(ids.iter().all(|i| i.starts_with("MSG-NOID-")), "{ids:?}");
+    let block = format!(
+        "<OrgnlPmtInfAndSts><OrgnlPmtInfId>MSG-NOID-1</OrgnlPmtInfId>{}</OrgnlPmtInfAndSts>",
+        tx(ids[1], "RJCT", "AC01")
+    );
+    let out = env.reconcile("p.xml", &pain002("MSG-NOID", "R11", "", &block));
+    assert!(
+        out.contains(&format!("{}: sent → rejected", ids[1])),
+        "{out}"
+    );
+    assert_eq!(env.state_of(ids[1]), "rejected");
 }

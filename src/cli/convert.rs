@@ -157,9 +157,11 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            file.finish(&mut w)
-                .map_err(|e| e.to_string())
-                .and_then(|s| w.flush().map(|_| s).map_err(|e| e.to_string()))
+            file.finish(&mut w).map_err(finish_error).and_then(|s| {
+                w.flush()
+                    .map(|_| s)
+                    .map_err(|e| (e.to_string(), Exit::Usage))
+            })
         }
         Some(out) => write_atomically(out, file),
     };
@@ -181,11 +183,20 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
             ));
             Exit::Ok
         }
-        Err(e) => {
+        Err((e, exit)) => {
             eprintln!("paygate: {e}");
-            Exit::Usage
+            exit
         }
     }
+}
+
+/// A value the layout cannot take is a problem of the input (exit 1); anything else is I/O.
+fn finish_error(e: RenderError) -> (String, Exit) {
+    let exit = match e {
+        RenderError::Value { .. } => Exit::InputErrors,
+        RenderError::Io(_) => Exit::Usage,
+    };
+    (format!("nothing written: {e}"), exit)
 }
 
 /// Writes to a temporary file beside `out`, synced, then renamed: `out` is complete or absent.
@@ -193,8 +204,8 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
 fn write_atomically(
     out: &Path,
     file: Box<dyn render::BankFile>,
-) -> Result<render::Summary, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
+) -> Result<render::Summary, (String, Exit)> {
+    let fail = |e: &dyn std::fmt::Display| (format!("{}: {e}", out.display()), Exit::Usage);
     if let Ok(meta) = std::fs::metadata(out)
         && !meta.is_file()
     {
@@ -203,7 +214,7 @@ fn write_atomically(
             .open(out)
             .map_err(|e| fail(&e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let summary = file.finish(&mut w).map_err(|e| fail(&e))?;
+        let summary = file.finish(&mut w).map_err(finish_error)?;
         w.flush().map_err(|e| fail(&e))?;
         return Ok(summary);
     }
@@ -211,20 +222,21 @@ fn write_atomically(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| (format!("{}: {e}", dir.display()), Exit::Usage))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
-    let summary = file
-        .finish(&mut w)
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let summary = file.finish(&mut w).map_err(finish_error)?;
     let tmp = w
         .into_inner()
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+        .map_err(|e| (format!("{}: {e}", out.display()), Exit::Usage))?;
     tmp.as_file()
         .sync_all()
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+        .map_err(|e| (format!("{}: {e}", out.display()), Exit::Usage))?;
     tmp.persist(out)
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+        .map_err(|e| (format!("{}: {e}", out.display()), Exit::Usage))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(summary)
 }
 

@@ -19,6 +19,8 @@ pub enum AmountProblem {
     TooManyDecimals { currency: Currency, allowed: u32 },
     #[error("must be greater than zero")]
     NotPositive,
+    #[error("is larger than any payment can be (ISO 20022 amounts have at most 18 digits)")]
+    TooLarge,
 }
 
 impl Money {
@@ -32,6 +34,12 @@ impl Money {
         }
         if amount <= Decimal::ZERO {
             return Err(AmountProblem::NotPositive);
+        }
+        // At most 18 digits in all (ISO 20022 totalDigits), which also keeps every amount and
+        // any sum of a million of them exact in minor units.
+        let limit = Decimal::from_i128_with_scale(10_i128.pow(18 - currency.minor_units()), 0);
+        if amount >= limit {
+            return Err(AmountProblem::TooLarge);
         }
         let mut amount = amount;
         amount.rescale(currency.minor_units());
@@ -207,6 +215,15 @@ mod tests {
             Money::parse("12.345", Currency::EUR, false),
             Err(TooManyDecimals { allowed: 2, .. })
         ));
+        assert_eq!(
+            Money::parse("79228162514264337593543950335", Currency::EUR, false),
+            Err(TooLarge)
+        );
+        assert_eq!(
+            Money::parse("10000000000000000", Currency::EUR, false),
+            Err(TooLarge)
+        );
+        assert!(Money::parse("9999999999999999.99", Currency::EUR, false).is_ok());
         assert!(matches!(
             Money::parse("1000.50", ccy("JPY"), false),
             Err(TooManyDecimals { allowed: 0, .. })

@@ -102,13 +102,21 @@ pub enum RenderError {
     #[error("writing the bank file: {0}")]
     Io(#[from] io::Error),
     /// A value the layout cannot hold (never cut off silently).
-    #[error("row {row}, field `{field}`: {problem} (value {value:?})")]
+    #[error("{}field `{field}`: {problem} (value {value:?})", row_prefix(*.row))]
     Value {
         row: u64,
         field: String,
         value: String,
         problem: String,
     },
+}
+
+fn row_prefix(row: u64) -> String {
+    if row > 0 {
+        format!("row {row}, ")
+    } else {
+        String::new()
+    }
 }
 
 /// What was written.

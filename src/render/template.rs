@@ -420,15 +420,10 @@ impl TemplateFile {
             (Source::CompanyName, _) => text(&h.company_name),
             (Source::MsgId, _) => h.msg_id.clone(),
             (Source::Count, _) => self.count.to_string(),
+            // One currency per file (checked in `finish`).
             (Source::Total, _) => {
-                // One currency per file is what such layouts assume; several are summed as
-                // their decimal amounts.
-                if self.totals.len() <= 1 {
-                    let scale = self.totals.keys().next().map_or(2, |c| c.minor_units());
-                    amount(self.total_minor, scale)
-                } else {
-                    self.totals.values().copied().sum::<Decimal>().to_string()
-                }
+                let scale = self.totals.keys().next().map_or(2, |c| c.minor_units());
+                amount(self.total_minor, scale)
             }
             (Source::Created, _) => h
                 .created
@@ -563,6 +558,24 @@ impl BankFile for TemplateFile {
 
     fn finish(self: Box<Self>, out: &mut dyn Write) -> Result<Summary, RenderError> {
         let mut this = *self;
+        // A control total over several currencies means nothing: refuse rather than add them.
+        let uses_total = this
+            .t
+            .header
+            .iter()
+            .chain(&this.t.trailer)
+            .flat_map(|r| &r.fields)
+            .find(|f| f.value.as_deref() == Some("batch.total"));
+        if let Some(f) = uses_total
+            && this.totals.len() > 1
+        {
+            return Err(RenderError::Value {
+                row: 0,
+                field: f.name.clone(),
+                value: this.totals.keys().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                problem: "is a total over several currencies; this layout needs one file per currency (split the input by currency)".into(),
+            });
+        }
         let details = std::mem::replace(&mut this.details, Spill::new());
         let mut counting = Counting {
             inner: out,

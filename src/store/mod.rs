@@ -202,13 +202,17 @@ impl Store {
         Ok(rec)
     }
 
-    /// Creates the batch of a file, in state `received`, with all its payments, in one
-    /// transaction. Payments without an end-to-end id get `<batch>-<row>`.
+    /// Creates the batch of a file, in state `received`, with its MsgId (unique, never changed
+    /// afterwards) and all its payments, in one transaction. Payments without an end-to-end id
+    /// get the one rendering gives them (`render::generated_end_to_end_id`), so that the bank's
+    /// answers name what is stored.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_batch(
         &self,
         file_id: i64,
         channel: &str,
         bank: &str,
+        msg_id: &str,
         payments: &[Payment],
         actor: &str,
         at: DateTime<Utc>,
@@ -216,8 +220,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let now = ts(at);
         let id: i64 = sqlx::query(
-            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at, msg_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING id",
         )
         .bind(file_id)
         .bind(channel)
@@ -225,6 +229,7 @@ impl Store {
         .bind(BatchState::Received.as_str())
         .bind(payments.len() as i64)
         .bind(&now)
+        .bind(msg_id)
         .fetch_one(&mut *tx)
         .await?
         .get(0);
@@ -241,7 +246,7 @@ impl Store {
             let e2e = p
                 .end_to_end_id
                 .clone()
-                .unwrap_or_else(|| format!("PG{id}-{}", p.row));
+                .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
             sqlx::query(
                 "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
                     agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date)
@@ -668,19 +673,6 @@ pub struct PaymentEvent {
 }
 
 impl Store {
-    /// Gives a batch its MsgId, once: unique across all batches, never changed afterwards.
-    pub async fn assign_msg_id(&self, batch: i64, msg_id: &str) -> Result<String, StoreError> {
-        sqlx::query("UPDATE batches SET msg_id = $1 WHERE id = $2 AND msg_id IS NULL")
-            .bind(msg_id)
-            .bind(batch)
-            .execute(&self.pool)
-            .await?;
-        self.batch(batch)
-            .await?
-            .msg_id
-            .ok_or(StoreError::NoSuchBatch(batch))
-    }
-
     pub async fn batch_by_msg_id(&self, msg_id: &str) -> Result<Option<BatchRow>, StoreError> {
         let id: Option<i64> = sqlx::query("SELECT id FROM batches WHERE msg_id = $1")
             .bind(msg_id)

@@ -68,7 +68,15 @@ async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transiti
         .unwrap();
     let payments = vec![payment(2, 880_050), payment(3, 1_234_567)];
     let id = store
-        .create_batch(file.id, "payroll", "icbc", &payments, "paygate", at(1))
+        .create_batch(
+            file.id,
+            "payroll",
+            "icbc",
+            "MSG-1",
+            &payments,
+            "paygate",
+            at(1),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -183,6 +191,7 @@ async fn audit_trail_is_chained_append_only_and_tampering_is_detected() {
             file.id,
             "payroll",
             "icbc",
+            "MSG-2",
             &[payment(2, 100)],
             "paygate",
             at(1),
@@ -247,6 +256,7 @@ async fn amounts_are_never_stored_as_floating_point() {
             file.id,
             "payroll",
             "icbc",
+            "MSG-3",
             &[payment(2, 10)],
             "paygate",
             at(1),
