@@ -126,7 +126,18 @@ pub async fn apply(
                     (None, Some(e)) => store.batch_of_end_to_end_id(e).await?,
                     _ => None,
                 };
-                if let Some(b) = by_msg.or(by_e2e) {
+                // A block id paygate gave is `MSGID-N`.
+                let by_block = match (
+                    &by_msg,
+                    &by_e2e,
+                    d.pmt_inf_id.as_deref().and_then(|p| p.rsplit_once('-')),
+                ) {
+                    (None, None, Some((m, n))) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                        store.batch_by_msg_id(m).await?.map(|b| b.id)
+                    }
+                    _ => None,
+                };
+                if let Some(b) = by_msg.or(by_e2e).or(by_block) {
                     batch_ids.insert(b);
                 }
             }

@@ -403,13 +403,22 @@ pub fn statement(st: &Statement, msg_id: &str, payments: &[PaymentView]) -> Reco
         for e in &report.entries {
             let booked = e.status.as_deref().is_none_or(|s| s == "BOOK");
             for d in &e.details {
-                let returned = d.return_reason.is_some();
+                // A payment that came back: return information, or the reversal of our debit.
+                let returned = d.return_reason.is_some() || (e.reversal && booked);
                 let status = match (returned, booked, e.direction, e.reversal) {
                     (true, _, _, _) => Status::Other("RETURN".into()),
                     (false, true, Some(Direction::Debit), false) => Status::Acsc,
                     _ => continue,
                 };
                 let reasons: Vec<Reason> = d.return_reason.iter().cloned().collect();
+                // The entry's currency limits a batch-level booking to the payments in it.
+                let ccy = d
+                    .amount
+                    .as_ref()
+                    .or(e.amount.as_ref())
+                    .map(|(_, c)| c.as_str());
+                let in_ccy =
+                    |p: &&PaymentView| ccy.is_none_or(|c| c.is_empty() || p.currency.as_str() == c);
                 let ids: Vec<i64> = if let Some(e2e) = &d.end_to_end_id {
                     payments
                         .iter()
@@ -419,7 +428,7 @@ pub fn statement(st: &Statement, msg_id: &str, payments: &[PaymentView]) -> Reco
                 } else if let Some(b) = d.pmt_inf_id.as_deref().and_then(|b| blocks.get(b)) {
                     b.clone()
                 } else if d.msg_id.as_deref() == Some(msg_id) {
-                    payments.iter().map(|p| p.id).collect()
+                    payments.iter().filter(in_ccy).map(|p| p.id).collect()
                 } else {
                     vec![]
                 };

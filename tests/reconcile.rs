@@ -504,3 +504,20 @@ async fn payments_without_end_to_end_ids_are_matched_by_the_ids_paygate_gave_the
     );
     assert_eq!(env.state_of(ids[1]), "rejected");
 }
+
+#[tokio::test]
+async fn a_batch_booking_settles_its_block_and_a_reversal_returns_a_payment() {
+    let env = setup("MSG-BTCH").await;
+    // One booked debit for the whole EUR block, referenced by its payment-information id only.
+    let batch_entry = "<Ntry><Amt Ccy=\"EUR\">4315.39</Amt><CdtDbtInd>DBIT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2026-12-01</Dt></BookgDt><AcctSvcrRef>BOOK-1</AcctSvcrRef><NtryDtls><Btch><PmtInfId>MSG-BTCH-1</PmtInfId><NbOfTxs>3</NbOfTxs></Btch></NtryDtls></Ntry>";
+    let out = env.reconcile("b.xml", &camt054(batch_entry));
+    assert!(out.contains("batch "), "{out}");
+    for e in ["E2E-1", "E2E-2", "E2E-3"] {
+        assert_eq!(env.state_of(e), "settled");
+    }
+    assert_eq!(env.state_of("E2E-4"), "sent");
+    // The bank reverses one debit: the payment is returned.
+    let reversal = "<Ntry><Amt Ccy=\"EUR\">99.99</Amt><CdtDbtInd>CRDT</CdtDbtInd><RvslInd>true</RvslInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2026-12-02</Dt></BookgDt><AcctSvcrRef>REV-1</AcctSvcrRef><NtryDtls><TxDtls><Refs><EndToEndId>E2E-3</EndToEndId></Refs></TxDtls></NtryDtls></Ntry>";
+    env.reconcile("r.xml", &camt054(reversal));
+    assert_eq!(env.state_of("E2E-3"), "returned");
+}

@@ -54,12 +54,32 @@ fn entry(e: &Node) -> Entry {
         bank_reference: e
             .text_at(&["AcctSvcrRef"])
             .or_else(|| e.text_at(&["NtryRef"])),
-        details: e
-            .children_named("NtryDtls")
-            .flat_map(|d| d.children_named("TxDtls"))
-            .map(detail)
-            .collect(),
+        details: entry_details(e),
     }
+}
+
+/// Transaction details; for a batch booking without them, the batch reference (`Btch`).
+fn entry_details(e: &Node) -> Vec<EntryDetail> {
+    let mut out: Vec<EntryDetail> = e
+        .children_named("NtryDtls")
+        .flat_map(|d| d.children_named("TxDtls"))
+        .map(detail)
+        .collect();
+    if out.iter().all(|d| d.end_to_end_id.is_none()) {
+        for b in e.children_named("NtryDtls").filter_map(|d| d.child("Btch")) {
+            out.push(EntryDetail {
+                msg_id: b.text_at(&["MsgId"]),
+                pmt_inf_id: b.text_at(&["PmtInfId"]),
+                instruction_id: None,
+                end_to_end_id: None,
+                amount: amount_of(b.child("TtlAmt")),
+                direction: direction(b),
+                return_reason: None,
+                counterparty: None,
+            });
+        }
+    }
+    out
 }
 
 fn detail(t: &Node) -> EntryDetail {
