@@ -144,8 +144,8 @@ fn main() {
     let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
         .trim()
         .to_string();
-    let sftp = time(|| {
-        let _ = std::fs::remove_file(remote.join("openssh.pgp"));
+    // The OpenSSH client, with the same key and the same pinned host key.
+    let openssh_put = || {
         ok(Command::new("sftp")
             .args(["-q", "-b"])
             .arg(&batch)
@@ -159,7 +159,11 @@ fn main() {
                 "-P",
                 &w.sshd.port.to_string(),
             ])
-            .arg(format!("{user}@127.0.0.1")));
+            .arg(format!("{user}@127.0.0.1")))
+    };
+    let sftp = time(|| {
+        let _ = std::fs::remove_file(remote.join("openssh.pgp"));
+        openssh_put();
     });
     assert_eq!(
         std::fs::read(remote.join("ACME_BENCH.pgp")).unwrap(),
@@ -182,20 +186,7 @@ fn main() {
     .unwrap();
     let sftp_raw = time(|| {
         let _ = std::fs::remove_file(remote.join("openssh.xml"));
-        ok(Command::new("sftp")
-            .args(["-q", "-b"])
-            .arg(&batch)
-            .args(["-i"])
-            .arg(&w.identity)
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", w.known_hosts.display()))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-P",
-                &w.sshd.port.to_string(),
-            ])
-            .arg(format!("{user}@127.0.0.1")));
+        openssh_put();
     });
     let row = |what: &str, ours: Duration, theirs: Duration, size: f64, reference: &str| {
         println!(

@@ -52,22 +52,31 @@ fn write_out(
     Ok(())
 }
 
+/// The bank's keyring (expiry warnings said) and the input file, as `seal` and `open` need.
+fn keyring_and_input(
+    cfg: &crate::config::Config,
+    args: &Args,
+) -> Result<(crate::seal::Keyring, std::fs::File), DeliveryError> {
+    let (kr, warnings) = delivery::keyring(cfg, &args.bank, SystemTime::now())?;
+    for w in warnings {
+        eprintln!(
+            "warning: key {} ({}) expires soon",
+            w.fingerprint,
+            w.path.display()
+        );
+    }
+    let input =
+        std::fs::File::open(&args.file).map_err(|e| DeliveryError::Io(args.file.clone(), e))?;
+    Ok((kr, input))
+}
+
 pub fn seal(args: Args, config_path: &Path) -> Exit {
     let cfg = match load_config(config_path) {
         Ok(c) => c,
         Err(e) => return e,
     };
     let result = (|| -> Result<String, DeliveryError> {
-        let (kr, warnings) = delivery::keyring(&cfg, &args.bank, SystemTime::now())?;
-        for w in warnings {
-            eprintln!(
-                "warning: key {} ({}) expires soon",
-                w.fingerprint,
-                w.path.display()
-            );
-        }
-        let mut input =
-            std::fs::File::open(&args.file).map_err(|e| DeliveryError::Io(args.file.clone(), e))?;
+        let (kr, mut input) = keyring_and_input(&cfg, &args)?;
         write_out(&args.output, |out| kr.seal(&mut input, out))?;
         Ok(kr.company_fingerprint().to_hex())
     })();
@@ -94,16 +103,7 @@ pub fn open(args: Args, config_path: &Path) -> Exit {
         Err(e) => return e,
     };
     let result = (|| -> Result<crate::seal::Opened, DeliveryError> {
-        let (kr, warnings) = delivery::keyring(&cfg, &args.bank, SystemTime::now())?;
-        for w in warnings {
-            eprintln!(
-                "warning: key {} ({}) expires soon",
-                w.fingerprint,
-                w.path.display()
-            );
-        }
-        let mut input =
-            std::fs::File::open(&args.file).map_err(|e| DeliveryError::Io(args.file.clone(), e))?;
+        let (kr, mut input) = keyring_and_input(&cfg, &args)?;
         let mut opened = None;
         write_out(&args.output, |out| {
             opened = Some(kr.open(&mut input, out)?);
