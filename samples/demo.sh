@@ -6,6 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "error: needs Rust (cargo); see https://rustup.rs" >&2; exit 2; }
+bash .ci/deps || exit 2
 echo "==> building paygate"
 cargo build --quiet --locked || exit 2
 pg() { echo; echo "\$ paygate $*"; ./target/debug/paygate --config samples/paygate.toml "$@"; echo "(exit $?)"; }
