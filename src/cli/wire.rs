@@ -47,10 +47,13 @@ async fn open_store(cfg: &Config) -> Result<Store, Exit> {
         eprintln!("paygate: data directory {}: {e}", cfg.data_dir().display());
         Exit::Usage
     })?;
-    Store::open(&cfg.database_url()).await.map_err(|e| {
-        eprintln!("paygate: {e}");
-        Exit::Usage
-    })
+    Store::open(&cfg.database_url())
+        .await
+        .map(|s| s.with_audit_anchor(cfg.data_dir().join("audit.anchor")))
+        .map_err(|e| {
+            eprintln!("paygate: {e}");
+            Exit::Usage
+        })
 }
 
 pub fn send(args: SendArgs, config_path: &Path) -> Exit {
@@ -184,6 +187,20 @@ pub fn check(args: CheckArgs, config_path: &Path) -> Exit {
         failed |= !ok;
         println!("{}  {text}", if ok { "ok  " } else { "FAIL" });
     };
+    // The audit trail, when there is a store already.
+    if cfg.data_dir().join("paygate.db").exists() || cfg.paygate.database.is_some() {
+        let verdict = runtime().block_on(async {
+            let store = open_store(&cfg)
+                .await
+                .map_err(|_| "cannot open the store".to_string())?;
+            store.verify_audit().await.map_err(|e| e.to_string())
+        });
+        match verdict {
+            Ok(Ok(n)) => line(true, format!("audit trail: {n} entries, chain intact")),
+            Ok(Err(broken)) => line(false, format!("audit trail: {broken}")),
+            Err(e) => line(false, format!("audit trail: {e}")),
+        }
+    }
     let banks: Vec<String> = match &args.bank {
         Some(b) if !cfg.banks.contains_key(b) => {
             eprintln!("paygate: no bank `{b}` in the config");

@@ -37,11 +37,16 @@ pub enum StoreError {
     PaymentConflict { batch: i64, payment: i64 },
     #[error("the stored state `{0}` is not a known batch state")]
     BadState(String),
+    #[error("audit anchor {0}: {1}")]
+    Anchor(std::path::PathBuf, std::io::Error),
 }
 
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// A file outside the database that receives every audit head (`seq hash`), so that
+    /// entries removed from the end of the chain, or a rewritten chain, are noticed.
+    anchor: Option<std::path::PathBuf>,
 }
 
 /// A recorded input file.
@@ -143,7 +148,39 @@ impl Store {
         sqlx::migrate!("./src/store/migrations/sqlite")
             .run(&pool)
             .await?;
-        Ok(Store { pool })
+        Ok(Store { pool, anchor: None })
+    }
+
+    /// Anchors the audit chain in `path` (append-only, synced on every entry).
+    pub fn with_audit_anchor(mut self, path: std::path::PathBuf) -> Store {
+        self.anchor = Some(path);
+        self
+    }
+
+    /// Commits a transaction that wrote audit entries, then records the chain's new head in
+    /// the anchor file. A crash in between leaves the anchor one head behind: verification
+    /// accepts an anchor behind the database, never one ahead of it or disagreeing with it.
+    async fn commit(&self, tx: sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
+        tx.commit().await?;
+        let Some(path) = &self.anchor else {
+            return Ok(());
+        };
+        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(r) = head {
+            let (seq, hash): (i64, String) = (r.get(0), r.get(1));
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| StoreError::Anchor(path.clone(), e))?;
+            writeln!(f, "{seq} {hash}").map_err(|e| StoreError::Anchor(path.clone(), e))?;
+            f.sync_data()
+                .map_err(|e| StoreError::Anchor(path.clone(), e))?;
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -198,7 +235,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(rec)
     }
 
@@ -288,7 +325,7 @@ impl Store {
             ),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(id)
     }
 
@@ -315,7 +352,7 @@ impl Store {
             &format!("{expected} -> {next}; {event:?}"),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(next)
     }
 
@@ -419,6 +456,43 @@ impl Store {
             }
             prev = hash;
         }
+        // Every head the anchor saw must still be in the chain, unchanged.
+        if let Some(path) = &self.anchor
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            for line in text.lines() {
+                let Some((seq, hash)) = line.split_once(' ') else {
+                    continue;
+                };
+                let Ok(seq) = seq.parse::<i64>() else {
+                    continue;
+                };
+                match rows
+                    .get((seq - 1).max(0) as usize)
+                    .map(|r| r.get::<String, _>(7))
+                {
+                    Some(h) if h == hash => {}
+                    Some(_) => {
+                        return Ok(Err(AuditBroken {
+                            seq,
+                            why: format!(
+                                "it differs from the head recorded in {}: the chain was rewritten",
+                                path.display()
+                            ),
+                        }));
+                    }
+                    None => {
+                        return Ok(Err(AuditBroken {
+                            seq,
+                            why: format!(
+                                "it was recorded in {} but is no longer in the database: entries were removed",
+                                path.display()
+                            ),
+                        }));
+                    }
+                }
+            }
+        }
         Ok(Ok(rows.len() as u64))
     }
 }
@@ -487,7 +561,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok((id, inserted, state))
     }
 
@@ -523,7 +597,7 @@ impl Store {
             ),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -590,7 +664,7 @@ impl Store {
             ),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }
@@ -797,7 +871,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok((id, applied.is_some()))
     }
 
@@ -903,7 +977,7 @@ impl Store {
             ),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(next)
     }
 

@@ -270,3 +270,54 @@ async fn amounts_are_never_stored_as_floating_point() {
         .get(0);
     assert_eq!(kind, "integer");
 }
+
+#[tokio::test]
+async fn the_anchor_file_catches_removed_and_rewritten_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+    let anchor = dir.path().join("audit.anchor");
+    let store = Store::open(&url)
+        .await
+        .unwrap()
+        .with_audit_anchor(anchor.clone());
+    let file = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let id = store
+        .create_batch(
+            file.id,
+            "payroll",
+            "icbc",
+            "MSG-9",
+            &[payment(2, 100)],
+            "paygate",
+            at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: 0 },
+            "paygate",
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&anchor).unwrap().lines().count(), 3);
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(3));
+    // Someone with the database removes the last entry: the chain alone would still verify.
+    sqlx::query("DROP TRIGGER audit_no_delete")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq = 3")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let broken = store.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 3);
+    assert!(broken.why.contains("no longer in the database"), "{broken}");
+}
