@@ -82,7 +82,8 @@ echo "<Document>forged</Document>" | bgpg -r "$CO_FPR" --encrypt -o "$D/bank/out
 pw fetch --bank eurobank
 echo; echo "(convert is a dry run and stores no batch, so the bank's answer is kept as an unmatched report;"
 echo " batches sent by the daemon are matched by their MsgId and reconciled payment by payment)"
-pw inspect "$root/target/paygate-demo/data/spool/eurobank/opened/PAIN002_$MSGID.xml" --lang zh
+OPENED=$(ls -t "$root"/target/paygate-demo/data/spool/eurobank/opened/*PAIN002_"$MSGID".xml | head -1)
+pw inspect "$OPENED" --lang zh
 pw batches
 pw check --bank eurobank
 gpgconf --kill all 2>/dev/null
