@@ -903,89 +903,61 @@ impl<'a> Validator<'a> {
         };
         let raw = cell.text.trim();
         let decimal_comma = self.rules.decimal_comma && cell.kind != CellKind::Number;
-        let value = match parse_decimal(raw, decimal_comma) {
-            Ok(v) => v,
-            Err(_) => {
-                out.push(self.at(
-                    Finding::error(
-                        "amount.not_a_number",
-                        "the amount is not a number (write it like 1234.56)",
-                    ),
-                    row,
-                    idx,
-                    raw,
-                ));
+        let problem = |p: AmountProblem| -> (&'static str, String) {
+            match p {
+                AmountProblem::NotANumber => (
+                    "amount.not_a_number",
+                    "the amount is not a number (write it like 1234.56)".into(),
+                ),
+                AmountProblem::NotPositive => (
+                    "amount.not_positive",
+                    "the amount must be greater than zero".into(),
+                ),
+                AmountProblem::TooLarge => (
+                    "amount.too_large",
+                    "the amount is too large to be a payment (at most 18 digits)".into(),
+                ),
+                AmountProblem::TooManyDecimals {
+                    currency,
+                    allowed: 0,
+                } => (
+                    "amount.too_many_decimals",
+                    format!("{currency} has no decimals: the amount must be a whole number"),
+                ),
+                AmountProblem::TooManyDecimals { currency, allowed } => (
+                    "amount.too_many_decimals",
+                    format!("{currency} allows at most {allowed} decimals"),
+                ),
+            }
+        };
+        let checked = parse_decimal(raw, decimal_comma)
+            .map_err(problem)
+            .map(|value| {
+                // A sum that no longer fits is not a total anyone declared: stop checking it.
+                self.all_amounts = self.all_amounts.checked_add(value).unwrap_or(Decimal::MAX);
+                currency.map(|c| Money::new(value, c).map_err(problem))
+            });
+        let money = match checked {
+            Ok(Some(Ok(m))) => m,
+            // No valid currency: already reported; the amount was still checked to be a number.
+            Ok(None) => return None,
+            Ok(Some(Err((code, msg)))) | Err((code, msg)) => {
+                out.push(self.at(Finding::error(code, msg), row, idx, raw));
                 return None;
             }
         };
-        // A sum that no longer fits is not a total anyone declared: stop checking it.
-        self.all_amounts = self.all_amounts.checked_add(value).unwrap_or(Decimal::MAX);
-        let currency = currency?;
-        match Money::new(value, currency) {
-            Ok(m) => {
-                if let Some(max) = self
-                    .rules
-                    .max_amount
-                    .as_ref()
-                    .and_then(|l| l.for_currency(currency))
-                    && m.amount() > max
-                {
-                    out.push(self.at(Finding::error("amount.over_limit", format!("the amount is over this channel's limit of {max} {currency} per payment; such a payment must be approved and made separately")), row, idx, raw));
-                    return None;
-                }
-                Some(m)
-            }
-            Err(AmountProblem::NotPositive) => {
-                out.push(self.at(
-                    Finding::error(
-                        "amount.not_positive",
-                        "the amount must be greater than zero",
-                    ),
-                    row,
-                    idx,
-                    raw,
-                ));
-                None
-            }
-            Err(AmountProblem::TooManyDecimals { currency, allowed }) => {
-                let msg = if allowed == 0 {
-                    format!("{currency} has no decimals: the amount must be a whole number")
-                } else {
-                    format!("{currency} allows at most {allowed} decimals")
-                };
-                out.push(self.at(
-                    Finding::error("amount.too_many_decimals", msg),
-                    row,
-                    idx,
-                    raw,
-                ));
-                None
-            }
-            Err(AmountProblem::TooLarge) => {
-                out.push(self.at(
-                    Finding::error(
-                        "amount.too_large",
-                        "the amount is too large to be a payment (at most 18 digits)",
-                    ),
-                    row,
-                    idx,
-                    raw,
-                ));
-                None
-            }
-            Err(AmountProblem::NotANumber) => {
-                out.push(self.at(
-                    Finding::error(
-                        "amount.not_a_number",
-                        "the amount is not a number (write it like 1234.56)",
-                    ),
-                    row,
-                    idx,
-                    raw,
-                ));
-                None
-            }
+        let currency = money.currency();
+        if let Some(max) = self
+            .rules
+            .max_amount
+            .as_ref()
+            .and_then(|l| l.for_currency(currency))
+            && money.amount() > max
+        {
+            out.push(self.at(Finding::error("amount.over_limit", format!("the amount is over this channel's limit of {max} {currency} per payment; such a payment must be approved and made separately")), row, idx, raw));
+            return None;
         }
+        Some(money)
     }
 
     fn end_to_end_id(&mut self, row: &RawRow, out: &mut Vec<Finding>) -> Option<String> {
