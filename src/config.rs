@@ -39,6 +39,26 @@ pub struct General {
     /// Folder of the bank layout templates (`NAME.toml`).
     #[serde(default = "default_templates_dir")]
     pub templates_dir: PathBuf,
+    /// The daemon's control socket (`paygate approve`, `status`, …); default
+    /// `<data_dir>/paygate.sock`. Mode 0660: whoever may approve must be in its group.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// Group of the control socket (e.g. `paygate`); default: the daemon's own group.
+    #[serde(default)]
+    pub control_group: Option<String>,
+    /// Files processed at the same time (reading, validating, sealing, uploading).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// On SIGTERM, how long steps in flight may take to finish before the daemon exits.
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
+}
+
+fn default_workers() -> usize {
+    2
+}
+fn default_drain_secs() -> u64 {
+    30
 }
 
 fn default_templates_dir() -> PathBuf {
@@ -150,8 +170,28 @@ pub struct Bank {
     pub pretty_xml: bool,
     #[serde(default)]
     pub pgp: Option<BankPgp>,
+    /// `openpgp` (default): every file is signed and encrypted. `none` only for a bank whose
+    /// SFTP channel is its only protection; logged at every start.
+    #[serde(default)]
+    pub encryption: Encryption,
     #[serde(default)]
     pub transport: Option<Transport>,
+    /// How often the daemon looks for the bank's return files (backing off while the bank is
+    /// unreachable).
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+}
+
+fn default_poll_secs() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    #[default]
+    Openpgp,
+    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +277,10 @@ pub struct Transport {
     /// The client's private key (ed25519 or RSA) for SFTP authentication.
     #[serde(default)]
     pub identity: Option<PathBuf>,
+    /// A file holding the SFTP password (mode 0600, or a systemd credential), for servers
+    /// that require password authentication. The password itself never appears in the config.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// A known_hosts file that pins the server's host key.
     #[serde(default)]
     pub known_hosts: Option<PathBuf>,
@@ -369,6 +413,77 @@ pub struct Channel {
     pub columns: BTreeMap<String, OneOrMany>,
     #[serde(default)]
     pub limits: Limits,
+    /// `inotify` (default) for local folders; `poll` for network shares (SMB/NFS), which
+    /// deliver no inotify events.
+    #[serde(default)]
+    pub watch: WatchMode,
+    /// Polling: how often the inbound folder is scanned.
+    #[serde(default = "default_scan_secs")]
+    pub scan_secs: u64,
+    /// Polling: a file is complete once its size and modification time have not changed for
+    /// this long.
+    #[serde(default = "default_stable_secs")]
+    pub stable_secs: u64,
+    /// For a channel fed by a system (every file has one owner on disk): the submitter to
+    /// record instead of the file's owner.
+    #[serde(default)]
+    pub submitter: Option<String>,
+    #[serde(default)]
+    pub approval: Approval,
+}
+
+fn default_scan_secs() -> u64 {
+    5
+}
+fn default_stable_secs() -> u64 {
+    2
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    #[default]
+    Inotify,
+    Poll,
+}
+
+/// Who must approve a batch before it is sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Batches whose total (in each of their currencies) is below this are approved
+    /// automatically; one amount for every currency or per currency. Absent: every batch
+    /// needs approval.
+    #[serde(default)]
+    pub auto_below: Option<AmountLimit>,
+    /// Distinct approvers a batch needs (never its submitter).
+    #[serde(default = "default_required")]
+    pub required: u32,
+    /// OS user names allowed to approve this channel's batches; empty: anyone who can reach
+    /// the control socket, except the submitter.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// A batch still waiting for approval after this long expires (it is never sent).
+    #[serde(default = "default_expire_hours")]
+    pub expire_hours: u64,
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Approval {
+            auto_below: None,
+            required: default_required(),
+            approvers: Vec::new(),
+            expire_hours: default_expire_hours(),
+        }
+    }
+}
+
+fn default_required() -> u32 {
+    1
+}
+fn default_expire_hours() -> u64 {
+    72
 }
 
 /// A per-payment limit. Amounts are written as strings: money is never a float.
@@ -600,6 +715,14 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("paygate.db").display()))
     }
 
+    /// The daemon's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        match &self.paygate.control_socket {
+            Some(p) => self.resolve(p),
+            None => self.data_dir().join("paygate.sock"),
+        }
+    }
+
     pub fn channel(&self, name: &str) -> Option<&Channel> {
         self.channels.get(name)
     }
@@ -776,10 +899,15 @@ impl Config {
                 let tk = format!("{key}.transport");
                 match t.kind {
                     TransportKind::Sftp => {
+                        if t.identity.is_none() && t.password_file.is_none() {
+                            p(
+                                format!("{tk}.identity"),
+                                "required for an sftp transport (or password_file, for servers that require a password)".into(),
+                            );
+                        }
                         for (k, missing) in [
                             ("host", t.host.is_none()),
                             ("user", t.user.is_none()),
-                            ("identity", t.identity.is_none()),
                             ("upload_dir", t.upload_dir.is_none()),
                             ("download_dir", t.download_dir.is_none()),
                         ] {
@@ -836,6 +964,20 @@ impl Config {
                         "`{sl}` is not an ISO 20022 service level code (1 to 4 characters, e.g. SEPA, URGP)"
                     ),
                 );
+            }
+            match (bank.encryption, &bank.pgp) {
+                (Encryption::None, Some(_)) => p(
+                    format!("{key}.encryption"),
+                    "is \"none\" but [banks.NAME.pgp] is set: remove one of them".replace("NAME", name),
+                ),
+                (Encryption::Openpgp, None) if bank.transport.is_some() => p(
+                    format!("{key}.pgp"),
+                    "the bank has a transport but no OpenPGP keys: set [banks.NAME.pgp], or encryption = \"none\" if the bank's SFTP channel is its only protection".replace("NAME", name),
+                ),
+                _ => {}
+            }
+            if bank.poll_secs == 0 {
+                p(format!("{key}.poll_secs"), "must be at least 1".into());
             }
             for (k, v) in [
                 ("max_name_length", bank.max_name_length),
@@ -949,6 +1091,62 @@ impl Config {
                 p(
                     format!("{key}.limits.max_amount"),
                     "must be greater than zero".into(),
+                );
+            }
+            let a = &ch.approval;
+            if !(1..=5).contains(&a.required) {
+                p(
+                    format!("{key}.approval.required"),
+                    format!("{} approvers: give 1 to 5", a.required),
+                );
+            }
+            if let Some(m) = &a.auto_below
+                && m.values().iter().any(|v| *v < Decimal::ZERO)
+            {
+                p(
+                    format!("{key}.approval.auto_below"),
+                    "must not be negative".into(),
+                );
+            }
+            if !a.approvers.is_empty() && a.approvers.len() < a.required as usize {
+                p(
+                    format!("{key}.approval.approvers"),
+                    format!(
+                        "{} approvers listed but {} required: the channel's batches could never be approved",
+                        a.approvers.len(),
+                        a.required
+                    ),
+                );
+            }
+            if a.expire_hours == 0 {
+                p(
+                    format!("{key}.approval.expire_hours"),
+                    "must be at least 1".into(),
+                );
+            }
+            if ch.scan_secs == 0 {
+                p(format!("{key}.scan_secs"), "must be at least 1".into());
+            }
+            if let Some(s) = &ch.submitter
+                && s.trim().is_empty()
+            {
+                p(format!("{key}.submitter"), "must not be empty".into());
+            }
+        }
+        if self.paygate.workers == 0 {
+            p("paygate.workers".into(), "must be at least 1".into());
+        }
+        // Two channels sharing a folder would take each other's files.
+        let mut folders: BTreeMap<PathBuf, &str> = BTreeMap::new();
+        for (name, ch) in &self.channels {
+            let f = self.resolve(&ch.folder);
+            if let Some(other) = folders.insert(f.clone(), name) {
+                p(
+                    format!("channels.{name}.folder"),
+                    format!(
+                        "{} is also channel `{other}`'s folder: give each channel its own",
+                        f.display()
+                    ),
                 );
             }
         }

@@ -5,8 +5,10 @@
 //! The modules mirror the pipeline; see ARCHITECTURE.md for the data flow and the invariants.
 
 pub mod bank;
+pub mod banksim;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod delivery;
 pub mod finding;
 pub mod inbound;

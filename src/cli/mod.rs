@@ -3,10 +3,13 @@
 
 mod check_config;
 mod convert;
+mod daemon;
+mod demo;
 mod formats;
 mod keys;
 mod pgp;
 mod returns;
+mod sim;
 mod validate;
 mod wire;
 
@@ -75,6 +78,22 @@ enum Command {
     /// One batch
     #[command(subcommand)]
     Batch(returns::BatchCommand),
+    /// Run the daemon: watch the channels' folders, approve, seal, send, fetch and reconcile
+    Run(daemon::RunArgs),
+    /// Approve a batch waiting for approval (as the OS user running this command)
+    Approve(daemon::ApproveArgs),
+    /// Decline a batch waiting for approval: it is never sent
+    Reject(daemon::RejectArgs),
+    /// Let a file refused as a duplicate be processed once more (admins; audited)
+    Readmit(daemon::ReadmitArgs),
+    /// What the running daemon is doing: channels, batches, pending approvals, banks
+    Status(daemon::StatusArgs),
+    /// Reload the running daemon's config (as SIGHUP does)
+    Reload,
+    /// Play the bank's side of a transport (joint testing, demos): answers pain.002 and camt.054
+    BankSim(sim::Args),
+    /// The daemon and a simulated bank end to end, on embedded defaults, with no setup
+    Demo(demo::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -90,7 +109,11 @@ pub fn main() -> ExitCode {
             .into();
         }
     };
-    init_tracing();
+    match &cli.command {
+        Command::Run(a) => init_tracing("info", a.log_format == daemon::LogFormat::Json),
+        Command::Demo(_) => init_tracing("error", false),
+        _ => init_tracing("warn", false),
+    }
     let config_path = cli.config.clone().unwrap_or_else(default_config_path);
     let exit = match cli.command {
         Command::Validate(a) => validate::run(a, &config_path),
@@ -107,6 +130,14 @@ pub fn main() -> ExitCode {
         Command::Reconcile(a) => returns::reconcile(a, &config_path),
         Command::Batches(a) => returns::batches(a, &config_path),
         Command::Batch(c) => returns::batch(c, &config_path),
+        Command::Run(a) => daemon::run(a, &config_path),
+        Command::Approve(a) => daemon::approve(a, &config_path),
+        Command::Reject(a) => daemon::reject(a, &config_path),
+        Command::Readmit(a) => daemon::readmit(a, &config_path),
+        Command::Status(a) => daemon::status(a, &config_path),
+        Command::Reload => daemon::reload(&config_path),
+        Command::BankSim(a) => sim::run(a),
+        Command::Demo(a) => demo::run(a),
     };
     exit.into()
 }
@@ -117,14 +148,18 @@ fn default_config_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH))
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        fmt.json().with_current_span(false).try_init()
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// Loads the config, printing its problems; `Err` carries the exit code to use.

@@ -85,6 +85,8 @@ pub enum BatchState {
     AwaitingApproval,
     /// An approver refused the batch.
     Declined,
+    /// Nobody approved the batch in time; it is never sent.
+    Expired,
     Approved,
     /// The bank file was rendered, signed and encrypted; the sealed bytes are archived.
     Sealed,
@@ -100,11 +102,12 @@ pub enum BatchState {
 }
 
 impl BatchState {
-    pub const ALL: [BatchState; 12] = [
+    pub const ALL: [BatchState; 13] = [
         BatchState::Received,
         BatchState::Invalid,
         BatchState::AwaitingApproval,
         BatchState::Declined,
+        BatchState::Expired,
         BatchState::Approved,
         BatchState::Sealed,
         BatchState::Uploading,
@@ -121,6 +124,7 @@ impl BatchState {
             BatchState::Invalid => "invalid",
             BatchState::AwaitingApproval => "awaiting_approval",
             BatchState::Declined => "declined",
+            BatchState::Expired => "expired",
             BatchState::Approved => "approved",
             BatchState::Sealed => "sealed",
             BatchState::Uploading => "uploading",
@@ -134,6 +138,16 @@ impl BatchState {
 
     pub fn parse(s: &str) -> Option<BatchState> {
         BatchState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Nothing more will happen to the batch by itself: refused, or answered in full by the
+    /// bank. (A later bank report may still change an answered batch.)
+    pub fn is_final(self) -> bool {
+        use BatchState::*;
+        matches!(
+            self,
+            Invalid | Declined | Expired | Completed | PartiallyRejected | Rejected
+        )
     }
 
     /// The one place that says which moves are legal. The CLI and the daemon both go through it,
@@ -156,6 +170,7 @@ impl BatchState {
                 },
             ) => AwaitingApproval,
             (AwaitingApproval, Event::Declined) => Declined,
+            (AwaitingApproval, Event::Expired) => Expired,
             (Approved, Event::Sealed) => Sealed,
             (Sealed, Event::UploadStarted) => Uploading,
             // A restart resends the very same sealed bytes under the same remote name.
@@ -209,6 +224,7 @@ pub enum Event {
     Validated { errors: usize },
     Approved { policy_satisfied: bool },
     Declined,
+    Expired,
     Sealed,
     UploadStarted,
     Uploaded,
@@ -221,6 +237,7 @@ impl Event {
             Event::Validated { .. } => "validated",
             Event::Approved { .. } => "approved",
             Event::Declined => "declined",
+            Event::Expired => "expired",
             Event::Sealed => "sealed",
             Event::UploadStarted => "upload_started",
             Event::Uploaded => "uploaded",
@@ -267,7 +284,14 @@ mod tests {
     #[test]
     fn invalid_files_stop_and_unapproved_batches_never_upload() {
         assert_eq!(Received.on(&Event::Validated { errors: 3 }), Ok(Invalid));
-        for st in [Received, Invalid, AwaitingApproval, Declined, Approved] {
+        for st in [
+            Received,
+            Invalid,
+            AwaitingApproval,
+            Declined,
+            Expired,
+            Approved,
+        ] {
             assert!(st.on(&Event::UploadStarted).is_err(), "{st} could upload");
         }
         assert!(
@@ -278,6 +302,11 @@ mod tests {
                 .is_err()
         );
         assert!(Sent.on(&Event::Sealed).is_err());
+        assert_eq!(AwaitingApproval.on(&Event::Expired), Ok(Expired));
+        assert!(
+            Approved.on(&Event::Expired).is_err(),
+            "an approved batch cannot expire"
+        );
     }
 
     #[test]

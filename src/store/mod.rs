@@ -68,6 +68,12 @@ pub struct BatchRow {
     pub state: BatchState,
     pub msg_id: Option<String>,
     pub payment_count: i64,
+    pub submitter: Option<String>,
+    pub remote_name: Option<String>,
+    pub sealed_path: Option<String>,
+    pub sealed_sha256: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 /// One entry of the audit trail, as stored.
@@ -183,6 +189,15 @@ impl Store {
         Ok(())
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at the start, so that
+    /// a transaction that reads before it writes waits for another writer (busy_timeout)
+    /// instead of failing when that writer commits first.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool
+            .begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE"))
+            .await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -197,10 +212,10 @@ impl Store {
         size: u64,
         at: DateTime<Utc>,
     ) -> Result<FileRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO files (channel, name, sha256, size, received_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (channel, sha256) DO NOTHING",
+             ON CONFLICT (channel, sha256, admission) DO NOTHING",
         )
         .bind(channel)
         .bind(name)
@@ -212,7 +227,7 @@ impl Store {
         .rows_affected()
             == 1;
         let row = sqlx::query(
-            "SELECT id, name, received_at FROM files WHERE channel = $1 AND sha256 = $2",
+            "SELECT id, name, received_at FROM files WHERE channel = $1 AND sha256 = $2 AND admission = 0",
         )
         .bind(channel)
         .bind(sha256)
@@ -254,11 +269,28 @@ impl Store {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        self.create_batch_by(file_id, channel, bank, msg_id, payments, actor, None, at)
+            .await
+    }
+
+    /// `create_batch`, recording who submitted the file.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_batch_by(
+        &self,
+        file_id: i64,
+        channel: &str,
+        bank: &str,
+        msg_id: &str,
+        payments: &[Payment],
+        actor: &str,
+        submitter: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin().await?;
         let now = ts(at);
         let id: i64 = sqlx::query(
-            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at, msg_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING id",
+            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at, msg_id, submitter)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) RETURNING id",
         )
         .bind(file_id)
         .bind(channel)
@@ -267,6 +299,7 @@ impl Store {
         .bind(payments.len() as i64)
         .bind(&now)
         .bind(msg_id)
+        .bind(submitter)
         .fetch_one(&mut *tx)
         .await?
         .get(0);
@@ -286,8 +319,9 @@ impl Store {
                 .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
             sqlx::query(
                 "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
-                    agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
+                    creditor_address)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(id)
             .bind(p.row as i64)
@@ -302,6 +336,11 @@ impl Store {
             .bind(p.amount.currency().as_str())
             .bind(&p.remittance)
             .bind(p.execution_date.to_string())
+            .bind(
+                p.creditor_address
+                    .as_ref()
+                    .and_then(|a| serde_json::to_string(a).ok()),
+            )
             .execute(&mut *tx)
             .await?;
         }
@@ -320,8 +359,9 @@ impl Store {
             "batch.created",
             Some(id),
             &format!(
-                "file_id={file_id} channel={channel} bank={bank} payments={}",
-                payments.len()
+                "file_id={file_id} channel={channel} bank={bank} msg_id={msg_id} payments={} submitter={}",
+                payments.len(),
+                submitter.unwrap_or("-")
             ),
         )
         .await?;
@@ -341,7 +381,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<BatchState, StoreError> {
         let next = expected.on(event)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         move_batch(&mut tx, batch, expected, next, event.name(), None, at).await?;
         append_audit(
             &mut tx,
@@ -357,23 +397,14 @@ impl Store {
     }
 
     pub async fn batch(&self, id: i64) -> Result<BatchRow, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, file_id, channel, bank, state, msg_id, payment_count FROM batches WHERE id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"
+        )))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NoSuchBatch(id))?;
-        let state: String = row.get(4);
-        Ok(BatchRow {
-            id: row.get(0),
-            file_id: row.get(1),
-            channel: row.get(2),
-            bank: row.get(3),
-            state: BatchState::parse(&state).ok_or(StoreError::BadState(state))?,
-            msg_id: row.get(5),
-            payment_count: row.get(6),
-        })
+        batch_row(&row)
     }
 
     /// Sum of a batch's payments per currency, in minor units, computed from the stored rows.
@@ -526,7 +557,7 @@ impl Store {
         spool_path: &str,
         at: DateTime<Utc>,
     ) -> Result<(i64, bool, String), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO return_files (bank, remote_name, size, sha256, spool_path, received_at, state)
              VALUES ($1, $2, $3, $4, $5, $6, 'received') ON CONFLICT (bank, remote_name, sha256) DO NOTHING",
@@ -575,7 +606,7 @@ impl Store {
         opened_path: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE return_files SET state = $1, signer = $2, reason = $3, opened_path = $4 WHERE id = $5")
             .bind(state)
             .bind(signer)
@@ -640,7 +671,7 @@ impl Store {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO uploads (bank, batch_id, remote_name, sha256, size, outcome, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -829,7 +860,7 @@ impl Store {
         summary: &str,
         at: DateTime<Utc>,
     ) -> Result<(i64, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO reports (source, sha256, kind, msg_id, original_msg_id, batch_id, received_at, summary)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
@@ -899,7 +930,7 @@ impl Store {
         outcome: Option<crate::model::Outcome>,
         at: DateTime<Utc>,
     ) -> Result<BatchState, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let now = ts(at);
         let source = format!("report {report}");
         for c in changes {
@@ -1074,6 +1105,27 @@ impl Store {
     }
 }
 
+const BATCH_COLUMNS: &str = "id, file_id, channel, bank, state, msg_id, payment_count, submitter, remote_name, sealed_path, sealed_sha256, created_at, updated_at";
+
+fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
+    let state: String = row.get(4);
+    Ok(BatchRow {
+        id: row.get(0),
+        file_id: row.get(1),
+        channel: row.get(2),
+        bank: row.get(3),
+        state: BatchState::parse(&state).ok_or(StoreError::BadState(state))?,
+        msg_id: row.get(5),
+        payment_count: row.get(6),
+        submitter: row.get(7),
+        remote_name: row.get(8),
+        sealed_path: row.get(9),
+        sealed_sha256: row.get(10),
+        created_at: row.get(11),
+        updated_at: row.get(12),
+    })
+}
+
 /// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:
 /// guarded by `from`, so a concurrent change makes it fail without effect.
 async fn move_batch(
@@ -1146,6 +1198,9 @@ async fn append_audit(
     .await?;
     Ok(())
 }
+
+mod daemon;
+pub use daemon::{ApprovalError, Approved, Claim, StoredApproval};
 
 #[cfg(test)]
 mod tests;

@@ -35,9 +35,7 @@ pub enum TransportError {
         key_type: String,
         fingerprint: String,
     },
-    #[error(
-        "{host}:{port}: authentication as `{user}` with key {identity} was refused by the server"
-    )]
+    #[error("{host}:{port}: authentication as `{user}` with {identity} was refused by the server")]
     AuthFailed {
         host: String,
         port: u16,

@@ -103,32 +103,40 @@ impl SftpLink {
             .handshake()
             .map_err(|e| transient(&what, format!("SSH handshake failed: {e}")))?;
         verify_host_key(&session, cfg, &host, port, resolve)?;
-        let identity = resolve(cfg.identity.as_deref().unwrap_or(Path::new("")));
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(&identity)
-                .map_err(|e| permanent(&format!("SSH key {}", identity.display()), e))?;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(permanent(
-                    &format!("SSH key {}", identity.display()),
-                    format!(
-                        "is accessible by others (mode {mode:04o}); run: chmod 600 {}",
-                        identity.display()
-                    ),
-                ));
+        let identity = cfg.identity.as_deref().map(resolve);
+        if let Some(identity) = &identity {
+            check_private_mode(identity, "SSH key")?;
+            // A refused key is reported below as AuthFailed; the library's own words go to the log.
+            if let Err(e) = session.userauth_pubkey_file(&user, None, identity, None) {
+                tracing::debug!("public key authentication: {e}");
             }
         }
-        // A refused key is reported below as AuthFailed; the library's own words go to the log.
-        if let Err(e) = session.userauth_pubkey_file(&user, None, &identity, None) {
-            tracing::debug!("public key authentication: {e}");
+        let password_file = cfg.password_file.as_deref().map(resolve);
+        if !session.authenticated()
+            && let Some(pw_file) = &password_file
+        {
+            check_private_mode(pw_file, "SFTP password file")?;
+            let password = std::fs::read_to_string(pw_file)
+                .map_err(|e| permanent(&format!("SFTP password file {}", pw_file.display()), e))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            // The password is never logged, not even the library's message about it.
+            if session.userauth_password(&user, password).is_err() {
+                tracing::debug!("password authentication refused");
+            }
         }
         if !session.authenticated() {
             return Err(TransportError::AuthFailed {
                 host,
                 port,
                 user,
-                identity: identity.display().to_string(),
+                identity: match (&identity, &password_file) {
+                    (Some(i), None) => format!("key {}", i.display()),
+                    (None, Some(p)) => format!("password from {}", p.display()),
+                    (Some(i), Some(p)) => {
+                        format!("key {} or the password from {}", i.display(), p.display())
+                    }
+                    (None, None) => "no key or password configured".into(),
+                },
             });
         }
         let sftp = session
@@ -383,4 +391,22 @@ impl Link for SftpLink {
         ));
         out
     }
+}
+
+/// A secret file (key, password) must be readable by its owner only, as ssh insists.
+fn check_private_mode(path: &Path, what: &str) -> Result<(), TransportError> {
+    use std::os::unix::fs::PermissionsExt;
+    let what = format!("{what} {}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| permanent(&what, e))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(permanent(
+            &what,
+            format!(
+                "is accessible by others (mode {mode:04o}); run: chmod 600 {}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }

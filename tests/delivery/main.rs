@@ -397,6 +397,7 @@ currency = "EUR"
 [banks.bank]
 name = "Bank"
 currencies = ["EUR"]
+encryption = "none"
 [banks.bank.transport]
 type = "folder"
 upload_dir = "in"

@@ -1,0 +1,863 @@
+//! The daemon (`paygate run`): watched folders to the bank and back. Owns the tasks — one
+//! watcher per channel, the scheduler that moves approved batches through sealing and upload,
+//! one return poller per bank, the control socket — and signals (SIGTERM/SIGINT drain and
+//! exit, SIGHUP reloads the config) and systemd's notify protocol.
+//!
+//! Work is claimed in the store, never only in memory: every step starts from the state the
+//! store holds and ends with one guarded transition (`Store::transition` and friends), so a
+//! crash at any instant leaves each batch in its last durable state, and the next start
+//! continues from there. Blocking work (calamine, sequoia, ssh2) runs in `spawn_blocking`.
+
+pub mod control;
+pub mod folders;
+pub mod pickup;
+pub mod stages;
+
+use crate::config::{Config, ConfigError, Encryption, TransportKind, WatchMode};
+use crate::model::BatchState;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use folders::Folders;
+use notify::Watcher;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Folder(#[from] folders::FolderError),
+    #[error("{0}")]
+    Socket(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+}
+
+impl DaemonError {
+    /// A problem an admin fixes in the config or the file system (exit 78) rather than a
+    /// failure at run time.
+    pub fn is_setup(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Config(_)
+                | DaemonError::Folder(_)
+                | DaemonError::Socket(_)
+                | DaemonError::DataDir(..)
+        )
+    }
+}
+
+/// What a bank's poller last saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BankStatus {
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub failures: u32,
+    pub next_poll: Option<String>,
+}
+
+/// What every task shares.
+pub struct Ctx {
+    cfg: RwLock<Arc<Config>>,
+    pub config_path: PathBuf,
+    pub store: Store,
+    /// Bounds the files and batches worked on at once.
+    pub work: Arc<Semaphore>,
+    /// Keys of work in flight in this process (`file:PATH`, `batch:ID`).
+    busy: Mutex<HashSet<String>>,
+    /// Wakes the scheduler (a batch became approved, a file was picked up).
+    pub kick: Notify,
+    pub started: Instant,
+    pub started_at: DateTime<Utc>,
+    banks: Mutex<BTreeMap<String, BankStatus>>,
+    /// Failed batch steps: when to try again.
+    retry: Mutex<HashMap<i64, (Instant, u32)>>,
+    /// Cancels the watchers and pollers of the current config (replaced on reload).
+    generation: Mutex<CancellationToken>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Ctx {
+    pub fn cfg(&self) -> Arc<Config> {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Marks `key` busy; false when it already is.
+    fn try_start(&self, key: &str) -> bool {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string())
+    }
+
+    fn done(&self, key: &str) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// Options of `paygate run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this long (tests, benchmarks); `None`: until a signal.
+    pub stop_after: Option<Duration>,
+}
+
+/// Everything `run` needs before it starts tasks: checked config, folders, store, socket.
+pub struct Prepared {
+    pub ctx: Arc<Ctx>,
+    listener: tokio::net::UnixListener,
+}
+
+/// Loads and checks everything; creates missing folders. Any problem here is a setup problem
+/// (exit 78): nothing has been picked up yet.
+pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
+    let cfg = Arc::new(Config::load(config_path)?);
+    check_folders(&cfg)?;
+    let data = cfg.data_dir();
+    pickup::create_private_dir(&data).map_err(|e| DaemonError::DataDir(data.clone(), e))?;
+    let store = Store::open(&cfg.database_url())
+        .await?
+        .with_audit_anchor(data.join("audit.anchor"));
+    let listener = control::bind(&cfg.control_socket(), cfg.paygate.control_group.as_deref())
+        .map_err(DaemonError::Socket)?;
+    for (name, b) in &cfg.banks {
+        if b.encryption == Encryption::None {
+            tracing::warn!(bank = %name, error_code = "bank.unencrypted", "bank `{name}` has encryption = \"none\": its files are sent and read WITHOUT OpenPGP; the SFTP channel is their only protection");
+        }
+    }
+    let ctx = Arc::new(Ctx {
+        work: Arc::new(Semaphore::new(cfg.paygate.workers.max(1))),
+        cfg: RwLock::new(cfg),
+        config_path: config_path.to_path_buf(),
+        store,
+        busy: Mutex::new(HashSet::new()),
+        kick: Notify::new(),
+        started: Instant::now(),
+        started_at: Utc::now(),
+        banks: Mutex::new(BTreeMap::new()),
+        retry: Mutex::new(HashMap::new()),
+        generation: Mutex::new(CancellationToken::new()),
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    });
+    Ok(Prepared { ctx, listener })
+}
+
+fn check_folders(cfg: &Config) -> Result<(), DaemonError> {
+    for (name, ch) in &cfg.channels {
+        let f = Folders::of(cfg, ch);
+        for created in f.ensure()? {
+            tracing::info!(channel = %name, "created missing folder {}", created.display());
+        }
+    }
+    Ok(())
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or `stop_after`): the whole pipeline.
+pub async fn run(config_path: &Path, opts: RunOptions) -> Result<(), DaemonError> {
+    let prepared = prepare(config_path).await?;
+    let ctx = prepared.ctx.clone();
+    start(prepared).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        "paygate is running: {} channel(s), {} bank(s)",
+        ctx.cfg().channels.len(),
+        ctx.cfg().banks.len()
+    );
+    wait_for_signals(&ctx, opts.stop_after).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    stop(&ctx).await;
+    Ok(())
+}
+
+/// Starts every task (after recovering what an earlier run left in `processing/`).
+pub async fn start(prepared: Prepared) {
+    let Prepared { ctx, listener } = prepared;
+    ctx.tasks.spawn(control::serve(
+        ctx.clone(),
+        listener,
+        ctx.shutdown.child_token(),
+    ));
+    // Files claimed by an earlier run but not finished.
+    let cfg = ctx.cfg();
+    for (name, ch) in &cfg.channels {
+        for path in pickup::leftovers(&Folders::of(&cfg, ch)) {
+            tracing::info!(channel = %name, stage = "recovery", "continuing {}", path.display());
+            spawn_claimed(&ctx, name.clone(), path);
+        }
+    }
+    start_generation(&ctx);
+    ctx.tasks
+        .spawn(scheduler(ctx.clone(), ctx.shutdown.child_token()));
+}
+
+/// Starts the watchers and pollers of the current config.
+fn start_generation(ctx: &Arc<Ctx>) {
+    let token = ctx.shutdown.child_token();
+    *ctx.generation.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
+    let cfg = ctx.cfg();
+    for name in cfg.channels.keys() {
+        ctx.tasks
+            .spawn(watch_channel(ctx.clone(), name.clone(), token.clone()));
+    }
+    for (name, b) in &cfg.banks {
+        if b.transport.is_some() {
+            ctx.tasks
+                .spawn(poll_bank(ctx.clone(), name.clone(), token.clone()));
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: stop taking files, let steps in flight finish within the drain deadline.
+pub async fn stop(ctx: &Arc<Ctx>) {
+    tracing::info!("stopping: no new files are taken; waiting for steps in flight");
+    ctx.shutdown.cancel();
+    ctx.tasks.close();
+    let drain = Duration::from_secs(ctx.cfg().paygate.drain_secs);
+    if tokio::time::timeout(drain, ctx.tasks.wait()).await.is_err() {
+        tracing::warn!(
+            "steps still running after {drain:?}: stopping anyway; they continue from their last recorded state at the next start"
+        );
+    }
+    let _ = std::fs::remove_file(ctx.cfg().control_socket());
+    ctx.store.close().await;
+}
+
+async fn wait_for_signals(ctx: &Arc<Ctx>, stop_after: Option<Duration>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let deadline = async {
+        match stop_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM"); break }
+            _ = int.recv() => { tracing::info!("SIGINT"); break }
+            _ = &mut deadline => break,
+            _ = ctx.shutdown.cancelled() => break,
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                match reload(ctx, "SIGHUP").await {
+                    Ok(m) => tracing::info!("{m}"),
+                    Err(m) => tracing::error!(error_code = "config.reload_refused", "{m}"),
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
+        }
+    }
+}
+
+/// Loads the config again. An invalid one is refused with every problem, and the old one
+/// stays; a valid one replaces it: watchers and pollers restart, steps in flight finish with
+/// the config they started with.
+pub async fn reload(ctx: &Arc<Ctx>, by: &str) -> Result<String, String> {
+    let new = match Config::load(&ctx.config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(format!("config NOT reloaded (the running one stays): {e}"));
+        }
+    };
+    if new.database_url() != ctx.cfg().database_url() {
+        return Err(
+            "config NOT reloaded: paygate.data_dir / paygate.database cannot change while running; restart the service".into(),
+        );
+    }
+    check_folders(&new).map_err(|e| format!("config NOT reloaded: {e}"))?;
+    let old = ctx.cfg();
+    let added: Vec<&String> = new
+        .channels
+        .keys()
+        .filter(|k| !old.channels.contains_key(*k))
+        .collect();
+    let removed: Vec<&String> = old
+        .channels
+        .keys()
+        .filter(|k| !new.channels.contains_key(*k))
+        .collect();
+    let summary = format!(
+        "config reloaded by {by}: {} channel(s){}{}",
+        new.channels.len(),
+        if added.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", added {}",
+                added
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        if removed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", removed {}",
+                removed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    );
+    *ctx.cfg.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+    ctx.generation
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .cancel();
+    start_generation(ctx);
+    let _ = ctx
+        .store
+        .audit_event(by, "config.reloaded", None, &summary)
+        .await;
+    ctx.kick.notify_one();
+    Ok(summary)
+}
+
+fn spawn_claimed(ctx: &Arc<Ctx>, channel: String, path: PathBuf) {
+    let key = format!("file:{}", path.display());
+    if !ctx.try_start(&key) {
+        return;
+    }
+    let ctx2 = ctx.clone();
+    ctx.tasks.spawn(async move {
+        let _permit = ctx2.work.clone().acquire_owned().await;
+        if let Err(e) = pickup::process_claimed(ctx2.clone(), channel.clone(), path.clone()).await
+        {
+            tracing::error!(channel, file = %path.display(), stage = "pickup", error_code = "pickup.failed", "{e}; the file stays in processing/ and is tried again at the next start");
+        }
+        ctx2.done(&key);
+    });
+}
+
+fn spawn_pickup(ctx: &Arc<Ctx>, channel: &str, name: String) {
+    let key = format!("in:{channel}/{name}");
+    if ctx.shutdown.is_cancelled() || !ctx.try_start(&key) {
+        return;
+    }
+    let (ctx2, channel) = (ctx.clone(), channel.to_string());
+    ctx.tasks.spawn(async move {
+        let _permit = ctx2.work.clone().acquire_owned().await;
+        if ctx2.shutdown.is_cancelled() {
+            ctx2.done(&key);
+            return;
+        }
+        let cfg = ctx2.cfg();
+        let Some(ch) = cfg.channel(&channel) else {
+            ctx2.done(&key);
+            return;
+        };
+        // The claimed path is marked busy before the rename, so that the sweep of
+        // `processing/` never takes a file that is being picked up.
+        let to = folders::claim_path(&Folders::of(&cfg, ch), &name);
+        let file_key = format!("file:{}", to.display());
+        ctx2.try_start(&file_key);
+        match pickup::pick_up(ctx2.clone(), channel.clone(), name.clone(), to).await {
+            Ok(Some(claimed)) => {
+                if let Err(e) =
+                    pickup::process_claimed(ctx2.clone(), channel.clone(), claimed.clone()).await
+                {
+                    tracing::error!(channel, file = %name, stage = "pickup", error_code = "pickup.failed", "{e}; the file stays in {} and is tried again", claimed.display());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(channel, file = %name, stage = "pickup", error_code = "pickup.failed", "{e}")
+            }
+        }
+        ctx2.done(&file_key);
+        ctx2.done(&key);
+    });
+}
+
+/// Watches a channel's `inbound/`: inotify events for files closed after writing or moved in,
+/// plus a scan at start and every `scan_secs` that takes files whose size and modification
+/// time stayed the same for `stable_secs` (the only way on network shares, `watch = "poll"`).
+async fn watch_channel(ctx: Arc<Ctx>, channel: String, token: CancellationToken) {
+    let cfg = ctx.cfg();
+    let Some(ch) = cfg.channel(&channel) else {
+        return;
+    };
+    let f = Folders::of(&cfg, ch);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let _watcher = match ch.watch {
+        WatchMode::Inotify => {
+            let tx = tx.clone();
+            let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+                use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+                let Ok(ev) = ev else { return };
+                let complete = matches!(
+                    ev.kind,
+                    EventKind::Access(AccessKind::Close(AccessMode::Write))
+                        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                        | EventKind::Create(notify::event::CreateKind::Other)
+                );
+                if complete {
+                    for p in ev.paths {
+                        if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                            let _ = tx.send(n.to_string());
+                        }
+                    }
+                }
+            })
+            .and_then(|mut w| {
+                w.watch(&f.inbound, notify::RecursiveMode::NonRecursive)
+                    .map(|_| w)
+            });
+            match w {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(
+                        channel,
+                        error_code = "watch.inotify",
+                        "cannot watch {} with inotify ({e}); scanning it every {} s instead",
+                        f.inbound.display(),
+                        ch.scan_secs
+                    );
+                    None
+                }
+            }
+        }
+        WatchMode::Poll => None,
+    };
+    let stable = Duration::from_secs(ch.stable_secs);
+    let mut seen: HashMap<String, (u64, SystemTime)> = HashMap::new();
+    let mut logged: HashSet<String> = HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(ch.scan_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    let mut last_sweep = Instant::now();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            Some(name) = rx.recv() => {
+                if let Ok(m) = std::fs::symlink_metadata(f.inbound.join(&name)) {
+                    match folders::classify(&name, &m) {
+                        folders::Entry::Candidate | folders::Entry::Refuse(_) => spawn_pickup(&ctx, &channel, name),
+                        _ => {}
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let Ok(rd) = std::fs::read_dir(&f.inbound) else {
+                    tracing::error!(channel, error_code = "watch.unreadable", "cannot read {}", f.inbound.display());
+                    continue;
+                };
+                let mut present = HashSet::new();
+                for e in rd.flatten() {
+                    let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+                    let Ok(m) = e.metadata() else { continue };
+                    present.insert(name.clone());
+                    match folders::classify(&name, &m) {
+                        folders::Entry::Ignore => {}
+                        folders::Entry::Folder => {
+                            if logged.insert(name.clone()) {
+                                tracing::warn!(channel, file = %name, "{} is a folder: paygate does not look into folders in inbound/", f.inbound.join(&name).display());
+                            }
+                        }
+                        folders::Entry::Refuse(_) => spawn_pickup(&ctx, &channel, name),
+                        folders::Entry::Candidate => {
+                            let now = (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+                            let old_enough = now.1.elapsed().map(|d| d >= stable).unwrap_or(false);
+                            // At start, files dropped while paygate was down are taken at
+                            // once when they are old enough; later, a file must also look the
+                            // same in two scans.
+                            let unchanged = seen.get(&name) == Some(&now);
+                            if old_enough && (unchanged || first) {
+                                seen.remove(&name);
+                                spawn_pickup(&ctx, &channel, name);
+                            } else {
+                                seen.insert(name, now);
+                            }
+                        }
+                    }
+                }
+                seen.retain(|n, _| present.contains(n));
+                logged.retain(|n| present.contains(n));
+                first = false;
+                // Files whose processing failed (the store was busy, a disk was full) are
+                // tried again, at most every minute.
+                if last_sweep.elapsed() >= Duration::from_secs(60) {
+                    last_sweep = Instant::now();
+                    for path in pickup::leftovers(&f) {
+                        spawn_claimed(&ctx, channel.clone(), path);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves batches on: approved → sealed → uploading → sent; expires batches nobody approved.
+/// Pings systemd's watchdog from here, so a stalled pipeline is restarted.
+async fn scheduler(ctx: Arc<Ctx>, token: CancellationToken) {
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let period = if watchdog {
+        Duration::from_micros(watchdog_usec / 3).min(Duration::from_secs(1))
+    } else {
+        Duration::from_secs(1)
+    };
+    loop {
+        if watchdog {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+        match ctx
+            .store
+            .batches_in(&[
+                BatchState::Approved,
+                BatchState::Sealed,
+                BatchState::Uploading,
+                BatchState::AwaitingApproval,
+            ])
+            .await
+        {
+            Ok(rows) => {
+                for row in rows {
+                    if row.state == BatchState::AwaitingApproval {
+                        if let Err(e) = stages::expire(&ctx, &row).await {
+                            tracing::error!(batch = row.id, "expiry: {e}");
+                        }
+                        continue;
+                    }
+                    spawn_step(&ctx, row);
+                }
+            }
+            Err(e) => tracing::error!(error_code = "store.query", "scheduler: {e}"),
+        }
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = ctx.kick.notified() => {}
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
+    if let Some((at, _)) = ctx
+        .retry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&row.id)
+        && Instant::now() < *at
+    {
+        return;
+    }
+    let key = format!("batch:{}", row.id);
+    if ctx.shutdown.is_cancelled() || !ctx.try_start(&key) {
+        return;
+    }
+    let ctx2 = ctx.clone();
+    ctx.tasks.spawn(async move {
+        let _permit = ctx2.work.clone().acquire_owned().await;
+        // The state may have moved on while this task waited for a permit.
+        let row = match ctx2.store.batch(row.id).await {
+            Ok(r) => r,
+            Err(_) => {
+                ctx2.done(&key);
+                return;
+            }
+        };
+        let result = match row.state {
+            BatchState::Approved => stages::seal(&ctx2, &row).await,
+            BatchState::Sealed | BatchState::Uploading => stages::upload(&ctx2, &row).await,
+            _ => Ok(()),
+        };
+        let mut retry = ctx2.retry.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                retry.remove(&row.id);
+                ctx2.kick.notify_one();
+            }
+            Err(e) => {
+                let failures = retry.get(&row.id).map_or(0, |r| r.1) + 1;
+                let wait = stages::backoff(failures);
+                retry.insert(row.id, (Instant::now() + wait, failures));
+                tracing::error!(batch = row.id, channel = %row.channel, stage = %row.state, error_code = "step.failed", "batch {} ({}): {e}; trying again in {wait:?}", row.id, row.state);
+            }
+        }
+        drop(retry);
+        ctx2.done(&key);
+    });
+}
+
+/// Fetches a bank's return files every `poll_secs` (backing off while it is unreachable) and
+/// applies them, so result reports appear without anyone running a command.
+async fn poll_bank(ctx: Arc<Ctx>, bank: String, token: CancellationToken) {
+    let mut failures = 0u32;
+    loop {
+        let cfg = ctx.cfg();
+        let Some(b) = cfg.banks.get(&bank) else {
+            return;
+        };
+        let every = Duration::from_secs(b.poll_secs);
+        let result = crate::delivery::fetch(&cfg, &ctx.store, &bank).await;
+        let wait = match &result {
+            Ok(files) => {
+                failures = 0;
+                for f in files {
+                    tracing::info!(bank, stage = "returns", file = %f.remote_name, "{:?}", f.outcome);
+                }
+                every
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(
+                    bank,
+                    stage = "returns",
+                    error_code = "bank.unreachable",
+                    "fetching from bank {bank}: {e}"
+                );
+                (every * 2u32.saturating_pow(failures.min(6))).min(Duration::from_secs(900))
+            }
+        };
+        {
+            let mut banks = ctx.banks.lock().unwrap_or_else(|p| p.into_inner());
+            let st = banks.entry(bank.clone()).or_default();
+            let now = Utc::now();
+            match &result {
+                Ok(_) => {
+                    st.last_success = Some(now.to_rfc3339());
+                    st.failures = 0;
+                }
+                Err(e) => {
+                    st.last_error = Some(format!("{}: {e}", now.to_rfc3339()));
+                    st.failures = failures;
+                }
+            }
+            st.next_poll =
+                Some((now + chrono::Duration::from_std(wait).unwrap_or_default()).to_rfc3339());
+        }
+        if result.is_ok() {
+            ctx.kick.notify_one();
+        }
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// `paygate status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub config: String,
+    pub channels: Vec<ChannelStatus>,
+    pub batches: BTreeMap<String, i64>,
+    pub pending_approvals: Vec<PendingApproval>,
+    pub banks: Vec<BankLine>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    pub bank: String,
+    pub folder: String,
+    pub watch: String,
+    pub inbound: usize,
+    pub processing: usize,
+    pub rejected: usize,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PendingApproval {
+    pub batch: i64,
+    pub channel: String,
+    pub file: String,
+    pub submitter: Option<String>,
+    pub totals: Vec<String>,
+    pub approvals: Vec<String>,
+    pub required: u32,
+    pub who_may_approve: String,
+    pub waiting_since: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct BankLine {
+    pub name: String,
+    pub transport: String,
+    pub encryption: String,
+    pub last_contact: Option<String>,
+    pub last_error: Option<String>,
+    pub next_poll: Option<String>,
+    pub key_warnings: Vec<String>,
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    !n.starts_with('.')
+                        && !n.ends_with(".errors.txt")
+                        && !n.ends_with(".errors.csv")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+pub async fn status(ctx: &Arc<Ctx>) -> Result<Status, StoreError> {
+    let cfg = ctx.cfg();
+    let mut channels = Vec::new();
+    for (name, ch) in &cfg.channels {
+        let f = Folders::of(&cfg, ch);
+        channels.push(ChannelStatus {
+            name: name.clone(),
+            bank: ch.bank.clone(),
+            folder: f.root.display().to_string(),
+            watch: format!("{:?}", ch.watch).to_lowercase(),
+            inbound: count_files(&f.inbound),
+            processing: count_files(&f.processing),
+            rejected: count_files(&f.rejected),
+        });
+    }
+    let batches = ctx.store.batch_counts().await?.into_iter().collect();
+    let mut pending = Vec::new();
+    for row in ctx
+        .store
+        .batches_in(&[BatchState::AwaitingApproval])
+        .await?
+    {
+        let ch = cfg.channel(&row.channel);
+        let totals = ctx
+            .store
+            .batch_totals(row.id)
+            .await?
+            .into_iter()
+            .filter_map(|(c, m, _)| {
+                c.parse()
+                    .ok()
+                    .map(|cc| crate::model::Money::from_minor_units(m, cc).to_string())
+            })
+            .collect();
+        let approvals = ctx
+            .store
+            .approvals(row.id)
+            .await?
+            .into_iter()
+            .map(|a| a.approver)
+            .collect();
+        let who = match ch {
+            Some(c) if !c.approval.approvers.is_empty() => c
+                .approval
+                .approvers
+                .iter()
+                .filter(|a| Some(a.as_str()) != row.submitter.as_deref())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => format!(
+                "anyone with access to the control socket except {}",
+                row.submitter.as_deref().unwrap_or("the submitter")
+            ),
+        };
+        pending.push(PendingApproval {
+            batch: row.id,
+            channel: row.channel.clone(),
+            file: ctx
+                .store
+                .file_name_of_batch(row.id)
+                .await
+                .unwrap_or_default(),
+            submitter: row.submitter.clone(),
+            totals,
+            approvals,
+            required: ch.map_or(1, |c| c.approval.required),
+            who_may_approve: who,
+            waiting_since: ctx.store.state_since(row.id).await?,
+        });
+    }
+    let polled = ctx.banks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut banks = Vec::new();
+    for (name, b) in &cfg.banks {
+        let st = polled.get(name).cloned().unwrap_or_default();
+        let mut key_warnings = Vec::new();
+        if b.pgp.is_some() {
+            let (c, n) = (cfg.clone(), name.clone());
+            match tokio::task::spawn_blocking(move || {
+                crate::delivery::keyring(&c, &n, SystemTime::now())
+            })
+            .await
+            {
+                Ok(Ok((_, warnings))) => {
+                    for w in warnings {
+                        let days = w
+                            .expires
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default()
+                            .as_secs()
+                            / 86_400;
+                        key_warnings.push(format!(
+                            "key {} ({}) expires in {days} days",
+                            w.fingerprint,
+                            w.path.display()
+                        ));
+                    }
+                }
+                Ok(Err(e)) => key_warnings.push(e.to_string()),
+                Err(_) => {}
+            }
+        }
+        banks.push(BankLine {
+            name: name.clone(),
+            transport: match b.transport.as_ref().map(|t| t.kind) {
+                Some(TransportKind::Sftp) => "sftp".into(),
+                Some(TransportKind::Folder) => "folder".into(),
+                None => "none".into(),
+            },
+            encryption: match b.encryption {
+                Encryption::Openpgp => "openpgp".into(),
+                Encryption::None => "NONE".into(),
+            },
+            last_contact: ctx.store.last_contact(name).await?.or(st.last_success),
+            last_error: st.last_error,
+            next_poll: st.next_poll,
+            key_warnings,
+        });
+    }
+    Ok(Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: ctx.started_at.to_rfc3339(),
+        uptime_secs: ctx.started.elapsed().as_secs(),
+        config: ctx.config_path.display().to_string(),
+        channels,
+        batches,
+        pending_approvals: pending,
+        banks,
+    })
+}

@@ -1,0 +1,708 @@
+//! Picking a file up: claim → record (SHA-256, submitter) → read, validate and render in one
+//! pass → batch with its payments → `invalid` (source to `rejected/` with its report) or
+//! `awaiting_approval` (auto-approved under the channel's limit; source to `archive/`).
+//!
+//! Every step is driven by what the store says, so a restart continues where a crash stopped:
+//! a claim already recorded is recovered, a batch already created is finished, a report that
+//! was half written is written again.
+
+use super::Ctx;
+use super::folders::{self, Folders};
+use crate::config::{Channel, Config};
+use crate::finding::{Finding, Severity};
+use crate::model::{BatchState, Event, Money, Payment};
+use crate::render::{self, BatchHeader, RenderError};
+use crate::store::{BatchRow, Claim, FileRecord};
+use crate::validate::{Rules, validate_table};
+use chrono::Utc;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PickupError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("channel `{0}` is no longer configured: the file stays in processing/ until it is")]
+    NoChannel(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> PickupError + '_ {
+    move |e| PickupError::Io(p.to_path_buf(), e)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The private folder of a batch's rendered and sealed files, by MsgId.
+pub fn outbox(cfg: &Config, msg_id: &str) -> PathBuf {
+    cfg.data_dir().join("outbox").join(msg_id)
+}
+
+/// The MsgId of a new batch: unique per recorded file (its id), readable (date), and unlike
+/// any other company's (a piece of the content hash). At most 24 characters; the first 16
+/// name the file, so generated end-to-end ids are unique per batch too.
+pub fn msg_id(file_id: i64, sha256: &str) -> String {
+    format!(
+        "PG{file_id:08}{}{}",
+        Utc::now().format("%y%m%d"),
+        &sha256[..8]
+    )
+    .to_ascii_uppercase()
+}
+
+/// Picks up `inbound/NAME` of a channel: refuses what is not a regular file, else claims it
+/// (to `to`, from `folders::claim_path`) and returns the claimed path for `process_claimed`.
+pub async fn pick_up(
+    ctx: Arc<Ctx>,
+    channel: String,
+    name: String,
+    to: PathBuf,
+) -> Result<Option<PathBuf>, PickupError> {
+    let cfg = ctx.cfg();
+    let ch = cfg
+        .channel(&channel)
+        .ok_or_else(|| PickupError::NoChannel(channel.clone()))?;
+    let f = Folders::of(&cfg, ch);
+    let meta = match std::fs::symlink_metadata(f.inbound.join(&name)) {
+        Ok(m) => m,
+        Err(_) => return Ok(None), // gone meanwhile
+    };
+    match folders::classify(&name, &meta) {
+        folders::Entry::Candidate => {}
+        folders::Entry::Ignore | folders::Entry::Folder => return Ok(None),
+        folders::Entry::Refuse(why) => {
+            refuse_entry(&ctx, &channel, &f, &name, why).await?;
+            return Ok(None);
+        }
+    }
+    let Some(claimed) = folders::claim_to(&f, &name, to).map_err(io(&f.inbound.join(&name)))?
+    else {
+        return Ok(None);
+    };
+    tracing::info!(channel, file = %name, stage = "pickup", "claimed {}", claimed.display());
+    Ok(Some(claimed))
+}
+
+/// A symlink, FIFO, device or socket in `inbound/`: never followed or opened; moved aside
+/// with a note.
+async fn refuse_entry(
+    ctx: &Ctx,
+    channel: &str,
+    f: &Folders,
+    name: &str,
+    why: &str,
+) -> Result<(), PickupError> {
+    let from = f.inbound.join(name);
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
+    let to = folders::free_name(&f.rejected, name, &stamp);
+    let to_name = to
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    write_text(
+        &f.rejected.join(format!("{to_name}.errors.txt")),
+        &format!(
+            "{name}: not processed — it {why}. paygate never follows links or opens pipes and devices.\n\
+             Drop the payment file itself (a regular file) into inbound/.\n"
+        ),
+    )
+    .map_err(io(&f.rejected))?;
+    std::fs::rename(&from, &to).map_err(io(&from))?;
+    folders::sync_dir(&f.rejected);
+    tracing::warn!(channel, file = %name, stage = "pickup", error_code = "pickup.refused", "refused: it {why}; moved to {}", to.display());
+    ctx.store
+        .audit_event(
+            "paygate",
+            "file.refused",
+            None,
+            &format!("channel={channel} name={name} reason={why}"),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Processes a file in `processing/` (just claimed, or found there after a restart).
+pub async fn process_claimed(
+    ctx: Arc<Ctx>,
+    channel: String,
+    claimed: PathBuf,
+) -> Result<(), PickupError> {
+    let cfg = ctx.cfg();
+    let ch = cfg
+        .channel(&channel)
+        .ok_or_else(|| PickupError::NoChannel(channel.clone()))?;
+    let claim = claimed
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let name = folders::original_name(&claim).to_string();
+    let p = claimed.clone();
+    let (sha, size) = blocking(move || crate::delivery::sha256_file(&p))
+        .await
+        .map_err(io(&claimed))?;
+    let claim_rec = ctx
+        .store
+        .record_claim(&channel, &name, &claim, &sha, size, Utc::now())
+        .await?;
+    let f = Folders::of(&cfg, ch);
+    match claim_rec {
+        Claim::Duplicate { earlier, batch } => {
+            reject_duplicate(&ctx, &channel, ch, &f, &claimed, &name, &earlier, batch).await
+        }
+        Claim::New(rec) | Claim::Recovered(rec, None) => {
+            let submitter = match &ch.submitter {
+                Some(s) => s.clone(),
+                None => folders::owner_of(&claimed).map_err(io(&claimed))?,
+            };
+            let v = validate_and_render(&cfg, &channel, &claimed, &rec, &sha).await?;
+            let row = create_batch(&ctx, &channel, ch, &rec, &v, &submitter).await?;
+            finish(&ctx, &cfg, &channel, ch, &f, row, &claimed, &name, Some(v)).await
+        }
+        Claim::Recovered(_, Some(batch)) => {
+            let row = ctx.store.batch(batch).await?;
+            finish(&ctx, &cfg, &channel, ch, &f, row, &claimed, &name, None).await
+        }
+    }
+}
+
+/// What validation (and rendering) of a file gave.
+pub struct Validated {
+    pub msg_id: String,
+    pub payments: Vec<Payment>,
+    pub findings: Vec<Finding>,
+    pub errors: usize,
+    pub rows: u64,
+}
+
+async fn validate_and_render(
+    cfg: &Arc<Config>,
+    channel: &str,
+    path: &Path,
+    rec: &FileRecord,
+    sha: &str,
+) -> Result<Validated, PickupError> {
+    let msg_id = msg_id(rec.id, sha);
+    let (cfg, channel, path) = (cfg.clone(), channel.to_string(), path.to_path_buf());
+    blocking(move || validate_sync(&cfg, &channel, &path, msg_id)).await
+}
+
+/// Reads, validates and renders in one pass (as `paygate convert` does). The rendered file is
+/// kept in the batch's private outbox only when the file has no errors.
+fn validate_sync(
+    cfg: &Config,
+    channel: &str,
+    path: &Path,
+    msg_id: String,
+) -> Result<Validated, PickupError> {
+    let ch = &cfg.channels[channel];
+    let bank = cfg.bank_of(ch);
+    let today = chrono::Local::now().date_naive();
+    let created = chrono::Local::now().fixed_offset();
+    let (Some(rules), Some(header)) = (
+        Rules::new(cfg, channel, today),
+        BatchHeader::new(cfg, channel, msg_id.clone(), created),
+    ) else {
+        return Err(PickupError::Setup(format!(
+            "channel `{channel}` is not usable; run `paygate check-config`"
+        )));
+    };
+    let format = bank
+        .format
+        .clone()
+        .unwrap_or_else(|| "pain.001.001.09".into());
+    let mut file = render::open(&format, &cfg.templates_dir(), header)
+        .map_err(|e| PickupError::Setup(e.to_string()))?;
+    let mut payments = Vec::new();
+    let mut layout: Vec<Finding> = Vec::new();
+    let mut io_error = None;
+    let result = crate::intake::open(path, ch).and_then(|mut table| {
+        validate_table(&mut table, &rules, ch, |p| {
+            let e2e = p
+                .end_to_end_id
+                .clone()
+                .unwrap_or_else(|| render::generated_end_to_end_id(&msg_id, p.row));
+            match file.add(&p, &e2e) {
+                Ok(()) => {}
+                Err(RenderError::Value {
+                    row,
+                    field,
+                    value,
+                    problem,
+                }) => layout.push(
+                    Finding::error(
+                        "layout.value",
+                        format!("does not fit the bank's layout: field `{field}` {problem}"),
+                    )
+                    .at(row)
+                    .value(value),
+                ),
+                Err(RenderError::Io(e)) => {
+                    io_error.get_or_insert(e);
+                }
+            }
+            payments.push(p);
+        })
+    });
+    let (mut findings, rows) = match result {
+        Ok(r) => (r.findings, r.rows),
+        // The whole file is unreadable: one finding says why.
+        Err(e) => (vec![Finding::error("file.unreadable", e.to_string())], 0),
+    };
+    if let Some(e) = io_error {
+        return Err(PickupError::Io(cfg.data_dir().join("outbox"), e));
+    }
+    findings.extend(layout);
+    findings.sort_by_key(|f| f.row.unwrap_or(0));
+    let mut errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    if errors == 0 && payments.is_empty() {
+        findings.push(Finding::error(
+            "file.no_payments",
+            "the file holds no payments",
+        ));
+        errors = 1;
+    }
+    if errors > 0 {
+        payments.clear();
+    } else {
+        let dir = outbox(cfg, &msg_id);
+        create_private_dir(&dir).map_err(io(&dir))?;
+        let target = dir.join("render.out");
+        let written = (|| -> Result<(), RenderError> {
+            let tmp = tempfile::NamedTempFile::new_in(&dir)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+            file.finish(&mut w)?;
+            let tmp = w.into_inner().map_err(|e| e.into_error())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&target).map_err(|e| e.error)?;
+            Ok(())
+        })();
+        match written {
+            Ok(()) => folders::sync_dir(&dir),
+            Err(RenderError::Io(e)) => return Err(PickupError::Io(target, e)),
+            Err(e @ RenderError::Value { .. }) => {
+                findings.push(Finding::error("layout.value", e.to_string()));
+                errors += 1;
+                payments.clear();
+            }
+        }
+    }
+    Ok(Validated {
+        msg_id,
+        payments,
+        findings,
+        errors,
+        rows,
+    })
+}
+
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+async fn create_batch(
+    ctx: &Ctx,
+    channel: &str,
+    ch: &Channel,
+    rec: &FileRecord,
+    v: &Validated,
+    submitter: &str,
+) -> Result<BatchRow, PickupError> {
+    let id = ctx
+        .store
+        .create_batch_by(
+            rec.id,
+            channel,
+            &ch.bank,
+            &v.msg_id,
+            &v.payments,
+            "paygate",
+            Some(submitter),
+            Utc::now(),
+        )
+        .await?;
+    tracing::info!(batch = id, channel, stage = "received", msg_id = %v.msg_id, submitter, "batch {id}: {} payments, {} errors", v.payments.len(), v.errors);
+    let next = ctx
+        .store
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: v.errors },
+            "paygate",
+            Utc::now(),
+        )
+        .await?;
+    tracing::info!(
+        batch = id,
+        channel,
+        stage = "validated",
+        "batch {id} is {next}"
+    );
+    Ok(ctx.store.batch(id).await?)
+}
+
+/// Takes a batch from wherever the store says it is to the end of pickup.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    ctx: &Ctx,
+    cfg: &Arc<Config>,
+    channel: &str,
+    ch: &Channel,
+    f: &Folders,
+    row: BatchRow,
+    claimed: &Path,
+    name: &str,
+    validated: Option<Validated>,
+) -> Result<(), PickupError> {
+    match row.state {
+        BatchState::Received => {
+            // A crash came between the batch and its validation: validate again.
+            let rec = FileRecord {
+                id: row.file_id,
+                new: false,
+                first_name: name.into(),
+                first_seen: String::new(),
+            };
+            let sha = crate::delivery::sha256_file(claimed)
+                .map_err(io(claimed))?
+                .0;
+            let mut v = validate_and_render(cfg, channel, claimed, &rec, &sha).await?;
+            v.msg_id = row.msg_id.clone().unwrap_or(v.msg_id);
+            ctx.store
+                .transition(
+                    row.id,
+                    BatchState::Received,
+                    &Event::Validated { errors: v.errors },
+                    "paygate",
+                    Utc::now(),
+                )
+                .await?;
+            let row = ctx.store.batch(row.id).await?;
+            Box::pin(finish(
+                ctx,
+                cfg,
+                channel,
+                ch,
+                f,
+                row,
+                claimed,
+                name,
+                Some(v),
+            ))
+            .await
+        }
+        BatchState::Invalid => {
+            let v = match validated {
+                Some(v) => v,
+                None => {
+                    let rec = FileRecord {
+                        id: row.file_id,
+                        new: false,
+                        first_name: name.into(),
+                        first_seen: String::new(),
+                    };
+                    let sha = crate::delivery::sha256_file(claimed)
+                        .map_err(io(claimed))?
+                        .0;
+                    validate_and_render(cfg, channel, claimed, &rec, &sha).await?
+                }
+            };
+            let to = folders::free_name(&f.rejected, name, &format!("batch{}", row.id));
+            let to_name = to
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            write_rejection(&f.rejected, &to_name, name, row.id, channel, ch, &v)
+                .map_err(io(&f.rejected))?;
+            std::fs::rename(claimed, &to).map_err(io(claimed))?;
+            folders::sync_dir(&f.rejected);
+            folders::sync_dir(&f.processing);
+            tracing::warn!(batch = row.id, channel, stage = "rejected", error_code = "batch.invalid", file = %name, "{} errors: moved to {} with {to_name}.errors.txt and .errors.csv", v.errors, to.display());
+            Ok(())
+        }
+        BatchState::AwaitingApproval => {
+            decide_approval(ctx, cfg, ch, &row).await?;
+            archive(ctx, f, &row, claimed, name).await?;
+            ctx.kick.notify_one();
+            Ok(())
+        }
+        _ => archive(ctx, f, &row, claimed, name).await,
+    }
+}
+
+async fn archive(
+    ctx: &Ctx,
+    f: &Folders,
+    row: &BatchRow,
+    claimed: &Path,
+    name: &str,
+) -> Result<(), PickupError> {
+    let to = folders::move_into(
+        claimed,
+        &f.archive,
+        &format!("batch{}-{name}", row.id),
+        &Utc::now().format("%Y%m%dT%H%M%S").to_string(),
+    )
+    .map_err(io(claimed))?;
+    ctx.store
+        .set_archived_path(row.file_id, &to.display().to_string())
+        .await?;
+    Ok(())
+}
+
+/// The channel's policy: batches under `auto_below` (in every currency they hold) are
+/// approved at once; the rest wait for `required` approvers.
+async fn decide_approval(
+    ctx: &Ctx,
+    _cfg: &Config,
+    ch: &Channel,
+    row: &BatchRow,
+) -> Result<(), PickupError> {
+    let totals = ctx.store.batch_totals(row.id).await?;
+    let auto = match &ch.approval.auto_below {
+        Some(limit) if !totals.is_empty() => totals.iter().all(|(ccy, minor, _)| {
+            match (
+                ccy.parse(),
+                ccy.parse().ok().and_then(|c| limit.for_currency(c)),
+            ) {
+                (Ok(c), Some(lim)) => Money::from_minor_units(*minor, c).amount() < lim,
+                _ => false,
+            }
+        }),
+        _ => false,
+    };
+    let shown: Vec<String> = totals
+        .iter()
+        .filter_map(|(c, m, _)| {
+            c.parse()
+                .ok()
+                .map(|cc| Money::from_minor_units(*m, cc).to_string())
+        })
+        .collect();
+    if auto {
+        ctx.store
+            .transition(
+                row.id,
+                BatchState::AwaitingApproval,
+                &Event::Approved {
+                    policy_satisfied: true,
+                },
+                "paygate:auto-approval",
+                Utc::now(),
+            )
+            .await?;
+        tracing::info!(batch = row.id, channel = %row.channel, stage = "approved", "batch {} approved automatically: total {} is under the channel's auto_below", row.id, shown.join(" + "));
+    } else {
+        tracing::info!(batch = row.id, channel = %row.channel, stage = "awaiting_approval", "batch {} ({}) waits for {} approval(s): paygate approve {}", row.id, shown.join(" + "), ch.approval.required, row.id);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reject_duplicate(
+    ctx: &Ctx,
+    channel: &str,
+    ch: &Channel,
+    f: &Folders,
+    claimed: &Path,
+    name: &str,
+    earlier: &FileRecord,
+    batch: Option<i64>,
+) -> Result<(), PickupError> {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
+    let to = folders::free_name(&f.rejected, name, &stamp);
+    let to_name = to
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let batch_s = batch.map_or("-".to_string(), |b| b.to_string());
+    let text = match ch.report_language {
+        crate::bank::reasons::Language::Zh => format!(
+            "{name}：未处理——内容与 {first}（{seen} 收到，批次 {batch_s}）完全相同，为避免重复付款不再处理。\n\
+             如确需再次付款（例如银行已拒绝前一批次），请管理员执行：paygate readmit {path}\n",
+            first = earlier.first_name,
+            seen = earlier.first_seen,
+            path = to.display()
+        ),
+        crate::bank::reasons::Language::En => format!(
+            "{name}: not processed — the same content was received before as {first} on {seen} (batch {batch_s}).\n\
+             It is not processed again, so that nobody is paid twice.\n\
+             If it must be paid again (e.g. the bank rejected the earlier batch), an admin re-admits it:\n  paygate readmit {path}\n",
+            first = earlier.first_name,
+            seen = earlier.first_seen,
+            path = to.display()
+        ),
+    };
+    write_text(&f.rejected.join(format!("{to_name}.errors.txt")), &text)
+        .map_err(io(&f.rejected))?;
+    std::fs::rename(claimed, &to).map_err(io(claimed))?;
+    folders::sync_dir(&f.rejected);
+    folders::sync_dir(&f.processing);
+    tracing::warn!(channel, file = %name, stage = "rejected", error_code = "file.duplicate", "duplicate of {} (batch {batch_s}): moved to {}", earlier.first_name, to.display());
+    ctx.store
+        .audit_event(
+            "paygate",
+            "file.duplicate",
+            batch,
+            &format!(
+                "channel={channel} name={name} earlier={} moved_to={}",
+                earlier.first_name,
+                to.display()
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
+fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
+    write_durably(path, text.as_bytes())
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o640));
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A value that a spreadsheet would run as a formula gets a leading `'` (OWASP).
+pub fn neutralize(v: &str) -> String {
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// `NAME.errors.csv` (every finding) and `NAME.errors.txt` (a short note in the channel's
+/// language) beside the refused file.
+fn write_rejection(
+    dir: &Path,
+    to_name: &str,
+    name: &str,
+    batch: i64,
+    channel: &str,
+    ch: &Channel,
+    v: &Validated,
+) -> std::io::Result<()> {
+    let mut w = csv::WriterBuilder::new().from_writer(vec![0xEF, 0xBB, 0xBF]);
+    let zh = ch.report_language == crate::bank::reasons::Language::Zh;
+    w.write_record(if zh {
+        ["行", "列", "表头", "严重程度", "代码", "值", "问题"]
+    } else {
+        [
+            "row", "column", "header", "severity", "code", "value", "problem",
+        ]
+    })?;
+    for f in &v.findings {
+        w.write_record([
+            f.row.map_or(String::new(), |r| r.to_string()),
+            f.column
+                .as_ref()
+                .map_or(String::new(), |c| c.letter.clone()),
+            neutralize(f.column.as_ref().map_or("", |c| c.name.as_str())),
+            f.severity.to_string(),
+            f.code.to_string(),
+            neutralize(f.value.as_deref().unwrap_or("")),
+            neutralize(&f.message),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    write_durably(&dir.join(format!("{to_name}.errors.csv")), &bytes)?;
+    let warnings = v.findings.len() - v.errors;
+    let mut text = if zh {
+        format!(
+            "{name}：未处理——{} 个错误，{warnings} 个警告（批次 {batch}，通道 {channel}）。\n\
+             请修改下列问题后，将更正后的文件重新放入 inbound/。全部问题见 {to_name}.errors.csv。\n\n",
+            v.errors
+        )
+    } else {
+        format!(
+            "{name}: not processed — {} error(s), {warnings} warning(s) (batch {batch}, channel {channel}).\n\
+             Fix the problems below and drop the corrected file into inbound/ again. Every problem is listed in {to_name}.errors.csv.\n\n",
+            v.errors
+        )
+    };
+    const SHOWN: usize = 50;
+    for f in v
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .take(SHOWN)
+    {
+        let mut line = String::new();
+        if let Some(r) = f.row {
+            line.push_str(&if zh {
+                format!("第 {r} 行")
+            } else {
+                format!("row {r}")
+            });
+        }
+        if let Some(c) = &f.column {
+            line.push_str(&format!(", {} ({})", c.letter, c.name));
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&f.message);
+        if let Some(val) = &f.value {
+            line.push_str(&format!(" ({val:?})"));
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    if v.errors > SHOWN {
+        text.push_str(&format!(
+            "… {} more in {to_name}.errors.csv\n",
+            v.errors - SHOWN
+        ));
+    }
+    write_text(&dir.join(format!("{to_name}.errors.txt")), &text)
+}
+
+/// Files left in `processing/` by an earlier run (claimed, not finished): processed again.
+pub fn leftovers(f: &Folders) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&f.processing)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                .map(|e| e.path())
+                .filter(|p| {
+                    !p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .starts_with('.')
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}

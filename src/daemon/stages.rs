@@ -1,0 +1,289 @@
+//! The steps after approval: seal (render if needed, sign and encrypt, archive the sealed
+//! bytes, record them), upload (record `uploading` first, then send exactly the archived bytes
+//! under the recorded name), and expiry of batches nobody approved. Each step starts from the
+//! state the store holds and ends with one guarded transition, so a crash anywhere repeats at
+//! most the step in flight — and a repeated upload sends the very same bytes under the very
+//! same name.
+
+use super::Ctx;
+use super::pickup::{create_private_dir, outbox};
+use crate::config::{Config, Encryption};
+use crate::model::{BatchState, Event};
+use crate::render::{self, BatchHeader};
+use crate::store::BatchRow;
+use crate::transport::{self, PutOutcome};
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::DeliveryError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> StepError + '_ {
+    move |e| StepError::Io(p.to_path_buf(), e)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Renders (unless pickup already did), seals and archives an approved batch's bank file,
+/// then records it: `approved` → `sealed`.
+pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
+    let cfg = ctx.cfg();
+    let msg_id = row
+        .msg_id
+        .clone()
+        .ok_or_else(|| StepError::Setup(format!("batch {} has no MsgId", row.id)))?;
+    let bank = cfg
+        .banks
+        .get(&row.bank)
+        .ok_or_else(|| StepError::Setup(format!("bank `{}` is no longer configured", row.bank)))?;
+    let dir = outbox(&cfg, &msg_id);
+    create_private_dir(&dir).map_err(io(&dir))?;
+    let rendered = dir.join("render.out");
+    if !rendered.is_file() {
+        // The rendered file did not survive (a crash, a cleaned spool): render it again from
+        // the stored payments, under the same MsgId and creation time.
+        let payments = ctx.store.payments_to_render(row.id).await?;
+        let created = DateTime::parse_from_rfc3339(&row.created_at)
+            .map(|t| t.with_timezone(&chrono::Local).fixed_offset())
+            .unwrap_or_else(|_| chrono::Local::now().fixed_offset());
+        let header = BatchHeader::new(&cfg, &row.channel, msg_id.clone(), created)
+            .ok_or_else(|| StepError::Setup(format!("channel `{}` is not usable", row.channel)))?;
+        let format = bank
+            .format
+            .clone()
+            .unwrap_or_else(|| "pain.001.001.09".into());
+        let (templates, target) = (cfg.templates_dir(), rendered.clone());
+        blocking(move || -> Result<(), StepError> {
+            let mut file = render::open(&format, &templates, header)
+                .map_err(|e| StepError::Setup(e.to_string()))?;
+            for p in &payments {
+                let e2e = p.end_to_end_id.clone().unwrap_or_default();
+                file.add(p, &e2e)
+                    .map_err(|e| StepError::Setup(format!("re-rendering: {e}")))?;
+            }
+            let dir = target.parent().unwrap_or(Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+            file.finish(&mut w)
+                .map_err(|e| StepError::Setup(format!("re-rendering: {e}")))?;
+            let tmp = w
+                .into_inner()
+                .map_err(|e| StepError::Io(target.clone(), e.into_error()))?;
+            tmp.as_file().sync_all().map_err(io(&target))?;
+            tmp.persist(&target)
+                .map_err(|e| StepError::Io(target.clone(), e.error))?;
+            Ok(())
+        })
+        .await?;
+    }
+    let created = DateTime::parse_from_rfc3339(&row.created_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now());
+    let remote = remote_name_of(&cfg, row, &msg_id, created);
+    let sealed = dir.join(transport::safe_local_name(&remote));
+    let encryption = bank.encryption;
+    let (cfg_b, bank_name, src, dst) = (
+        cfg.clone(),
+        row.bank.clone(),
+        rendered.clone(),
+        sealed.clone(),
+    );
+    let sha = blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst)).await?;
+    ctx.store
+        .mark_sealed(
+            row.id,
+            &sealed.display().to_string(),
+            &sha,
+            &remote,
+            Utc::now(),
+        )
+        .await?;
+    // The plaintext is not needed any more: the sealed file is archived (and encrypted to the
+    // company's own key, so that it stays readable for audits).
+    if encryption == Encryption::Openpgp {
+        let _ = std::fs::remove_file(&rendered);
+    }
+    tracing::info!(batch = row.id, channel = %row.channel, stage = "sealed", remote_name = %remote, "batch {} sealed ({})", row.id, sealed.display());
+    Ok(())
+}
+
+fn remote_name_of(cfg: &Config, row: &BatchRow, msg_id: &str, created: DateTime<Utc>) -> String {
+    let pattern = cfg
+        .banks
+        .get(&row.bank)
+        .and_then(|b| b.transport.as_ref())
+        .map_or_else(
+            || "{company}_{msgid}.pgp".to_string(),
+            |t| t.remote_name.clone(),
+        );
+    transport::remote_name(
+        &pattern,
+        &cfg.company_short_name(),
+        msg_id,
+        &row.channel,
+        &created.format("%Y%m%d").to_string(),
+        &row.id.to_string(),
+    )
+}
+
+/// Signs and encrypts `src` into `dst` (temporary file, synced, renamed); returns the sealed
+/// file's SHA-256. With `encryption = "none"` the rendered file is the sealed file.
+fn seal_file(
+    cfg: &Config,
+    bank: &str,
+    encryption: Encryption,
+    src: &Path,
+    dst: &Path,
+) -> Result<String, StepError> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    match encryption {
+        Encryption::None => {
+            std::fs::copy(src, dst).map_err(io(dst))?;
+            std::fs::File::open(dst)
+                .and_then(|f| f.sync_all())
+                .map_err(io(dst))?;
+        }
+        Encryption::Openpgp => {
+            let (kr, _) = crate::delivery::keyring(cfg, bank, SystemTime::now())?;
+            let mut input = std::fs::File::open(src).map_err(io(src))?;
+            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+            kr.seal(&mut input, &mut w)
+                .map_err(|e| crate::delivery::DeliveryError::from(e))?;
+            let tmp = w
+                .into_inner()
+                .map_err(|e| StepError::Io(dst.to_path_buf(), e.into_error()))?;
+            tmp.as_file().sync_all().map_err(io(dst))?;
+            tmp.persist(dst)
+                .map_err(|e| StepError::Io(dst.to_path_buf(), e.error))?;
+        }
+    }
+    super::folders::sync_dir(dir);
+    Ok(crate::delivery::sha256_file(dst).map_err(io(dst))?.0)
+}
+
+/// Sends a sealed batch: `sealed` → `uploading` (durable before the first byte leaves), then
+/// the archived bytes under the recorded name, then `sent`. A batch found `uploading` after a
+/// restart is sent again exactly so: the transport finds a completed file and stops, continues
+/// a `.part` of the same bytes, or (when the bank took the file away) sends the same bytes
+/// again, which the bank recognises by the MsgId.
+pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
+    let cfg = ctx.cfg();
+    let bank = cfg
+        .banks
+        .get(&row.bank)
+        .ok_or_else(|| StepError::Setup(format!("bank `{}` is no longer configured", row.bank)))?;
+    if bank.transport.is_none() {
+        return Err(StepError::Setup(format!(
+            "bank `{}` has no transport: the sealed file {} waits to be sent",
+            row.bank,
+            row.sealed_path.as_deref().unwrap_or("-")
+        )));
+    }
+    let (Some(path), Some(name), Some(sha)) =
+        (&row.sealed_path, &row.remote_name, &row.sealed_sha256)
+    else {
+        return Err(StepError::Setup(format!(
+            "batch {} has no sealed file recorded",
+            row.id
+        )));
+    };
+    if row.state == BatchState::Sealed {
+        ctx.store
+            .transition(
+                row.id,
+                BatchState::Sealed,
+                &Event::UploadStarted,
+                "paygate",
+                Utc::now(),
+            )
+            .await?;
+    } else {
+        tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate stopped: sending the same sealed file as {name} again", row.id);
+    }
+    let (c, b, p, n) = (
+        cfg.clone(),
+        row.bank.clone(),
+        PathBuf::from(path),
+        name.clone(),
+    );
+    let sent = blocking(move || crate::delivery::send(&c, &b, &p, &n)).await;
+    match sent {
+        Ok((outcome, got_sha, size)) => {
+            if &got_sha != sha {
+                // Never reached unless the archive was tampered with: what was sent is not what
+                // was sealed. Stop here for a person to look.
+                return Err(StepError::Setup(format!(
+                    "batch {}: the archived sealed file {path} changed since it was sealed (SHA-256 {got_sha}, recorded {sha})",
+                    row.id
+                )));
+            }
+            let word = match outcome {
+                PutOutcome::Uploaded { .. } => "uploaded",
+                PutOutcome::AlreadyThere { .. } => "already-there",
+            };
+            ctx.store
+                .mark_sent(row.id, &row.bank, word, size, Utc::now())
+                .await?;
+            tracing::info!(batch = row.id, channel = %row.channel, stage = "sent", "batch {} sent to bank {} as {name} ({size} bytes, {word})", row.id, row.bank);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = ctx
+                .store
+                .record_upload(
+                    &row.bank,
+                    Some(row.id),
+                    name,
+                    sha,
+                    0,
+                    "failed",
+                    "paygate",
+                    Utc::now(),
+                )
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Expires batches that waited for approval longer than their channel allows.
+pub async fn expire(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<bool, StepError> {
+    let cfg = ctx.cfg();
+    let Some(ch) = cfg.channel(&row.channel) else {
+        return Ok(false);
+    };
+    let since = ctx.store.state_since(row.id).await?.unwrap_or_default();
+    let Ok(since) = DateTime::parse_from_rfc3339(&since) else {
+        return Ok(false);
+    };
+    let hours = ch.approval.expire_hours;
+    let age = Utc::now().signed_duration_since(since.with_timezone(&Utc));
+    if age.num_seconds() < (hours * 3600) as i64 {
+        return Ok(false);
+    }
+    ctx.store.expire_batch(row.id, hours, Utc::now()).await?;
+    tracing::warn!(batch = row.id, channel = %row.channel, stage = "expired", error_code = "batch.expired", "batch {} expired: nobody approved it within {hours} hours; it will not be sent", row.id);
+    Ok(true)
+}
+
+/// How long to wait before trying a failed step of a batch again: 5 s doubling to 10 min.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.min(7)).min(600))
+}

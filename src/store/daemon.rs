@@ -1,0 +1,648 @@
+//! The daemon's part of the store: claimed input files (and re-admitted duplicates), approvals,
+//! sealed files, and the queries the scheduler and `paygate status` need. Every change is one
+//! transaction with its audit entry, guarded by the state it was computed from.
+
+use super::{
+    BATCH_COLUMNS, BatchRow, FileRecord, Store, StoreError, append_audit, batch_row, move_batch, ts,
+};
+use crate::model::{
+    Account, Address, BankId, BatchState, Bic, Cnaps, Currency, DomesticAccount, Event, Iban,
+    Money, Payment,
+};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// What recording a claimed file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time this content is seen on the channel (or an admin re-admitted it).
+    New(FileRecord),
+    /// This very claim was recorded before: a restart continues it.
+    Recovered(FileRecord, Option<i64>),
+    /// The same content was processed before, as `earlier` (batch `batch`).
+    Duplicate {
+        earlier: FileRecord,
+        batch: Option<i64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("batch {0} does not exist")]
+    NoSuchBatch(i64),
+    #[error("batch {batch} is `{state}`, not waiting for approval")]
+    NotAwaiting { batch: i64, state: BatchState },
+    #[error("{user} submitted batch {batch} and cannot approve it (maker-checker)")]
+    OwnBatch { batch: i64, user: String },
+    #[error("{user} has already approved batch {batch}; another person must approve it")]
+    AlreadyApproved { batch: i64, user: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ApprovalError {
+    fn from(e: sqlx::Error) -> Self {
+        ApprovalError::Store(StoreError::Sql(e))
+    }
+}
+
+/// What an approval did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Approved {
+    pub batch: i64,
+    pub state: BatchState,
+    pub approvals: u32,
+    pub required: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredApproval {
+    pub approver: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+impl Store {
+    /// Records a file the daemon claimed (renamed to `claim` under `processing/`). A claim seen
+    /// before is recovered; content seen before on the channel is a duplicate, unless an admin
+    /// re-admitted it (`readmit`), which this admission uses up.
+    pub async fn record_claim(
+        &self,
+        channel: &str,
+        name: &str,
+        claim: &str,
+        sha256: &str,
+        size: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some(r) = sqlx::query(
+            "SELECT f.id, f.name, f.received_at, b.id FROM files f LEFT JOIN batches b ON b.file_id = f.id WHERE f.claim = $1",
+        )
+        .bind(claim)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            let rec = FileRecord {
+                id: r.get(0),
+                new: false,
+                first_name: r.get(1),
+                first_seen: r.get(2),
+            };
+            return Ok(Claim::Recovered(rec, r.get(3)));
+        }
+        let earlier = sqlx::query(
+            "SELECT f.id, f.name, f.received_at, b.id, f.admission FROM files f LEFT JOIN batches b ON b.file_id = f.id
+             WHERE f.channel = $1 AND f.sha256 = $2 ORDER BY f.admission DESC LIMIT 1",
+        )
+        .bind(channel)
+        .bind(sha256)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let admission: i64 = match &earlier {
+            None => 0,
+            Some(r) => {
+                let readmission: Option<i64> = sqlx::query(
+                    "SELECT id FROM readmissions WHERE channel = $1 AND sha256 = $2 AND used_by IS NULL ORDER BY id LIMIT 1",
+                )
+                .bind(channel)
+                .bind(sha256)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+                if readmission.is_none() {
+                    return Ok(Claim::Duplicate {
+                        earlier: FileRecord {
+                            id: r.get(0),
+                            new: false,
+                            first_name: r.get(1),
+                            first_seen: r.get(2),
+                        },
+                        batch: r.get(3),
+                    });
+                }
+                r.get::<i64, _>(4) + 1
+            }
+        };
+        let id: i64 = sqlx::query(
+            "INSERT INTO files (channel, name, sha256, size, received_at, claim, admission)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(channel)
+        .bind(name)
+        .bind(sha256)
+        .bind(size as i64)
+        .bind(ts(at))
+        .bind(claim)
+        .bind(admission)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        if admission > 0 {
+            sqlx::query(
+                "UPDATE readmissions SET used_by = $1 WHERE id = (SELECT id FROM readmissions
+                 WHERE channel = $2 AND sha256 = $3 AND used_by IS NULL ORDER BY id LIMIT 1)",
+            )
+            .bind(id)
+            .bind(channel)
+            .bind(sha256)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            "file.received",
+            None,
+            &format!(
+                "channel={channel} name={name} sha256={sha256} size={size} claim={claim} admission={admission}"
+            ),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(Claim::New(FileRecord {
+            id,
+            new: true,
+            first_name: name.to_string(),
+            first_seen: ts(at),
+        }))
+    }
+
+    /// An admin allows one more admission of content seen before on a channel.
+    pub async fn readmit(
+        &self,
+        channel: &str,
+        sha256: &str,
+        by: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO readmissions (channel, sha256, by_user, at, reason) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(channel)
+        .bind(sha256)
+        .bind(by)
+        .bind(ts(at))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            by,
+            "file.readmitted",
+            None,
+            &format!("channel={channel} sha256={sha256} reason={reason}"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
+    /// Whether this content was ever processed on the channel.
+    pub async fn file_seen(&self, channel: &str, sha256: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM files WHERE channel = $1 AND sha256 = $2 LIMIT 1")
+                .bind(channel)
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Records where an accepted source file was archived.
+    pub async fn set_archived_path(&self, file_id: i64, path: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE files SET archived_path = $1 WHERE id = $2")
+            .bind(path)
+            .bind(file_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The batch made from a file, if any.
+    pub async fn batch_of_file(&self, file_id: i64) -> Result<Option<BatchRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE file_id = $1"
+        )))
+        .bind(file_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(batch_row).transpose()
+    }
+
+    /// Batches in any of `states`, oldest first.
+    pub async fn batches_in(&self, states: &[BatchState]) -> Result<Vec<BatchRow>, StoreError> {
+        let list = states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE state IN ({list}) ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_row).collect()
+    }
+
+    /// Number of batches per state.
+    pub async fn batch_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM batches GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Records an approval. Refused for the batch's submitter, for a second approval by the
+    /// same person, and for a batch not waiting for approval. With `required` distinct
+    /// approvals the batch moves to `approved`, in the same transaction.
+    pub async fn approve(
+        &self,
+        batch: i64,
+        approver: &str,
+        comment: Option<&str>,
+        required: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Approved, ApprovalError> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT state, submitter FROM batches WHERE id = $1")
+            .bind(batch)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(ApprovalError::NoSuchBatch(batch))?;
+        let state_s: String = row.get(0);
+        let state = BatchState::parse(&state_s).ok_or(StoreError::BadState(state_s))?;
+        let submitter: Option<String> = row.get(1);
+        if state != BatchState::AwaitingApproval {
+            return Err(ApprovalError::NotAwaiting { batch, state });
+        }
+        if submitter.as_deref() == Some(approver) {
+            return Err(ApprovalError::OwnBatch {
+                batch,
+                user: approver.into(),
+            });
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO approvals (batch_id, approver, at, comment) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (batch_id, approver) DO NOTHING",
+        )
+        .bind(batch)
+        .bind(approver)
+        .bind(ts(at))
+        .bind(comment)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(ApprovalError::AlreadyApproved {
+                batch,
+                user: approver.into(),
+            });
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM approvals WHERE batch_id = $1")
+            .bind(batch)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        let event = Event::Approved {
+            policy_satisfied: count >= i64::from(required),
+        };
+        let next = state.on(&event).map_err(StoreError::from)?;
+        if next != state {
+            move_batch(
+                &mut tx,
+                batch,
+                state,
+                next,
+                event.name(),
+                Some(approver),
+                at,
+            )
+            .await?;
+        }
+        append_audit(
+            &mut tx,
+            at,
+            approver,
+            "batch.approved",
+            Some(batch),
+            &format!(
+                "approval {count} of {required}; {state} -> {next}; comment={}",
+                comment.unwrap_or("-")
+            ),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(Approved {
+            batch,
+            state: next,
+            approvals: count as u32,
+            required,
+        })
+    }
+
+    /// An approver refuses a batch waiting for approval; it is never sent.
+    pub async fn decline(
+        &self,
+        batch: i64,
+        by: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<BatchState, ApprovalError> {
+        let current = self.batch(batch).await.map_err(|e| match e {
+            StoreError::NoSuchBatch(b) => ApprovalError::NoSuchBatch(b),
+            e => e.into(),
+        })?;
+        if current.state != BatchState::AwaitingApproval {
+            return Err(ApprovalError::NotAwaiting {
+                batch,
+                state: current.state,
+            });
+        }
+        let mut tx = self.begin().await?;
+        let next = current
+            .state
+            .on(&Event::Declined)
+            .map_err(StoreError::from)?;
+        move_batch(
+            &mut tx,
+            batch,
+            current.state,
+            next,
+            "declined",
+            Some(by),
+            at,
+        )
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            by,
+            "batch.declined",
+            Some(batch),
+            &format!("reason={reason}"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(next)
+    }
+
+    pub async fn approvals(&self, batch: i64) -> Result<Vec<StoredApproval>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT approver, at, comment FROM approvals WHERE batch_id = $1 ORDER BY id",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredApproval {
+                approver: r.get(0),
+                at: r.get(1),
+                comment: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Moves an approved batch to `sealed`, recording the sealed file (archived, synced) and
+    /// the remote name it will have: from here on every send uses exactly these bytes and this
+    /// name.
+    pub async fn mark_sealed(
+        &self,
+        batch: i64,
+        sealed_path: &str,
+        sealed_sha256: &str,
+        remote_name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let next = BatchState::Approved.on(&Event::Sealed)?;
+        move_batch(
+            &mut tx,
+            batch,
+            BatchState::Approved,
+            next,
+            "sealed",
+            None,
+            at,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE batches SET sealed_path = $1, sealed_sha256 = $2, remote_name = $3 WHERE id = $4",
+        )
+        .bind(sealed_path)
+        .bind(sealed_sha256)
+        .bind(remote_name)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            "batch.sealed",
+            Some(batch),
+            &format!("approved -> sealed; sha256={sealed_sha256} remote_name={remote_name}"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
+    /// Marks the batch's file delivered: `uploading` → `sent`, its payments `sent`, and the
+    /// upload recorded, in one transaction.
+    pub async fn mark_sent(
+        &self,
+        batch: i64,
+        bank: &str,
+        outcome: &str,
+        bytes: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let b = self.batch(batch).await?;
+        let mut tx = self.begin().await?;
+        let next = BatchState::Uploading.on(&Event::Uploaded)?;
+        move_batch(
+            &mut tx,
+            batch,
+            BatchState::Uploading,
+            next,
+            "uploaded",
+            None,
+            at,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE payments SET state = 'sent', updated_at = $1 WHERE batch_id = $2 AND state = 'pending'",
+        )
+        .bind(ts(at))
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        let name = b.remote_name.clone().unwrap_or_default();
+        let sha = b.sealed_sha256.clone().unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO uploads (bank, batch_id, remote_name, sha256, size, outcome, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(bank)
+        .bind(batch)
+        .bind(&name)
+        .bind(&sha)
+        .bind(bytes as i64)
+        .bind(outcome)
+        .bind(ts(at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            "batch.uploaded",
+            Some(batch),
+            &format!(
+                "uploading -> sent; bank={bank} name={name} sha256={sha} size={bytes} outcome={outcome}"
+            ),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
+    /// A batch's payments as validated, to render its bank file from the store alone.
+    pub async fn payments_to_render(&self, batch: i64) -> Result<Vec<Payment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT row_no, end_to_end_id, creditor_name, account_type, account, agent_type, agent, bank_name,
+                    amount_minor, currency, remittance, execution_date, creditor_address
+             FROM payments WHERE batch_id = $1 ORDER BY row_no",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        let bad = |what: &str, v: &str| {
+            StoreError::BadState(format!(
+                "batch {batch}: stored {what} `{v}` cannot be read back"
+            ))
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let acct: String = r.get(4);
+            let account = match r.get::<String, _>(3).as_str() {
+                "iban" => Account::Iban(Iban::parse(&acct).map_err(|_| bad("IBAN", &acct))?),
+                _ => Account::Domestic(
+                    DomesticAccount::parse(&acct, 1, 34).map_err(|_| bad("account", &acct))?,
+                ),
+            };
+            let agent: Option<String> = r.get(6);
+            let creditor_agent = match (r.get::<Option<String>, _>(5).as_deref(), agent) {
+                (Some("bic"), Some(a)) => {
+                    Some(BankId::Bic(Bic::parse(&a).map_err(|_| bad("BIC", &a))?))
+                }
+                (Some("cnaps"), Some(a)) => Some(BankId::Cnaps(
+                    Cnaps::parse(&a).map_err(|_| bad("CNAPS", &a))?,
+                )),
+                _ => None,
+            };
+            let ccy_s: String = r.get(9);
+            let ccy: Currency = ccy_s.parse().map_err(|_| bad("currency", &ccy_s))?;
+            let minor: i64 = r.get(8);
+            let amount = Money::from_minor_units(minor, ccy);
+            let date_s: String = r.get(11);
+            let address: Option<String> = r.get(12);
+            let creditor_address: Option<Address> = match address {
+                Some(a) => Some(serde_json::from_str(&a).map_err(|_| bad("address", &a))?),
+                None => None,
+            };
+            let e2e: String = r.get(1);
+            out.push(Payment {
+                row: r.get::<i64, _>(0) as u64,
+                // The stored id is what the bank file carries (generated ids included).
+                end_to_end_id: Some(e2e),
+                creditor_name: r.get(2),
+                creditor_account: account,
+                creditor_agent,
+                creditor_bank_name: r.get(7),
+                creditor_address,
+                amount,
+                remittance: r.get(10),
+                execution_date: date_s.parse().map_err(|_| bad("date", &date_s))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Batches waiting for approval since before `cutoff` expire: they are never sent.
+    pub async fn expire_batch(
+        &self,
+        batch: i64,
+        hours: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let next = BatchState::AwaitingApproval.on(&Event::Expired)?;
+        move_batch(
+            &mut tx,
+            batch,
+            BatchState::AwaitingApproval,
+            next,
+            "expired",
+            None,
+            at,
+        )
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            "batch.expired",
+            Some(batch),
+            &format!("no approval within {hours} hours; never sent"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
+    /// When the batch entered its current state.
+    pub async fn state_since(&self, batch: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT at FROM state_history WHERE batch_id = $1 AND payment_id IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(batch)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    /// The most recent successful upload and processed return file per bank.
+    pub async fn last_contact(&self, bank: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT MAX(at) FROM (SELECT at FROM uploads WHERE bank = $1 AND outcome != 'failed'
+             UNION ALL SELECT received_at AS at FROM return_files WHERE bank = $1)",
+        )
+        .bind(bank)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0))
+    }
+}
+
+impl Store {
+    /// An audit entry for a decision that changes no batch (a refused or duplicate file, a
+    /// re-admission, a reload).
+    pub async fn audit_event(
+        &self,
+        actor: &str,
+        action: &str,
+        batch: Option<i64>,
+        details: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_audit(&mut tx, Utc::now(), actor, action, batch, details).await?;
+        self.commit(tx).await
+    }
+}
