@@ -362,7 +362,14 @@ impl Keyring {
                 .revoked(false)
                 .for_transport_encryption()
             {
-                recipients.push(ka);
+                // SEIPD v1 with MDC whatever the recipient's key advertises: GnuPG 2.2 and
+                // most banks' OpenPGP stacks read nothing newer (sequoia would otherwise
+                // choose SEIPD v2 when every recipient key is one that sequoia made).
+                recipients.push(openpgp::serialize::stream::Recipient::new(
+                    openpgp::types::Features::empty().set_seipdv1(),
+                    KeyHandle::from(ka.key().keyid()),
+                    ka.key(),
+                ));
             }
         }
         let mut message = Message::new(output);

@@ -246,6 +246,14 @@ auto_below = {{ EUR = "1000000.00", USD = "1000000.00", GBP = "1000000.00", CHF 
     Ok(config)
 }
 
+/// Nothing more will happen: refused, or every payment has the bank's final word.
+fn done(b: &crate::store::BatchSummary) -> bool {
+    BatchState::parse(&b.state).is_some_and(|s| s.is_final())
+        && b.by_state
+            .iter()
+            .all(|(s, _)| matches!(s.as_str(), "settled" | "rejected" | "returned"))
+}
+
 async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
     let prepared = match daemon::prepare(config).await {
         Ok(p) => p,
@@ -330,18 +338,15 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
                 }
             }
         }
-        let all_final = !batches.is_empty()
-            && batches.len() >= drops.len()
-            && batches
-                .iter()
-                .all(|b| BatchState::parse(&b.state).is_some_and(|s| s.is_final()));
+        let all_final =
+            !batches.is_empty() && batches.len() >= drops.len() && batches.iter().all(done);
         if all_final {
             break Exit::Ok;
         }
         if started.elapsed() > timeout {
             let mut stuck: Vec<String> = batches
                 .iter()
-                .filter(|b| !BatchState::parse(&b.state).is_some_and(|s| s.is_final()))
+                .filter(|b| !done(b))
                 .map(|b| format!("batch {} ({}) is still {}", b.id, b.file_name, b.state))
                 .collect();
             if batches.len() < drops.len() {

@@ -418,7 +418,6 @@ async fn watch_channel(ctx: Arc<Ctx>, channel: String, token: CancellationToken)
                     ev.kind,
                     EventKind::Access(AccessKind::Close(AccessMode::Write))
                         | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
-                        | EventKind::Create(notify::event::CreateKind::Other)
                 );
                 if complete {
                     for p in ev.paths {

@@ -47,16 +47,19 @@ pub fn outbox(cfg: &Config, msg_id: &str) -> PathBuf {
     cfg.data_dir().join("outbox").join(msg_id)
 }
 
-/// The MsgId of a new batch: unique per recorded file (its id), readable (date), and unlike
-/// any other company's (a piece of the content hash). At most 24 characters; the first 16
-/// name the file, so generated end-to-end ids are unique per batch too.
-pub fn msg_id(file_id: i64, sha256: &str) -> String {
-    format!(
-        "PG{file_id:08}{}{}",
-        Utc::now().format("%y%m%d"),
-        &sha256[..8]
-    )
-    .to_ascii_uppercase()
+/// The MsgId of a new batch: unique per recorded file (its id), readable (the day it was
+/// received), and unlike any other company's (a piece of the content hash). Computed from the
+/// store's record alone, so a restart computes the same id. At most 24 characters; the first
+/// 16 name the file, so generated end-to-end ids are unique per batch too.
+pub fn msg_id(rec: &FileRecord, sha256: &str) -> String {
+    let day: String = rec
+        .first_seen
+        .get(2..10)
+        .unwrap_or("000000")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("PG{:08}{day}{}", rec.id, &sha256[..8]).to_ascii_uppercase()
 }
 
 /// Picks up `inbound/NAME` of a channel: refuses what is not a regular file, else claims it
@@ -192,7 +195,7 @@ async fn validate_and_render(
     rec: &FileRecord,
     sha: &str,
 ) -> Result<Validated, PickupError> {
-    let msg_id = msg_id(rec.id, sha);
+    let msg_id = msg_id(rec, sha);
     let (cfg, channel, path) = (cfg.clone(), channel.to_string(), path.to_path_buf());
     blocking(move || validate_sync(&cfg, &channel, &path, msg_id)).await
 }
@@ -374,12 +377,7 @@ async fn finish(
     match row.state {
         BatchState::Received => {
             // A crash came between the batch and its validation: validate again.
-            let rec = FileRecord {
-                id: row.file_id,
-                new: false,
-                first_name: name.into(),
-                first_seen: String::new(),
-            };
+            let rec = ctx.store.file_record(row.file_id).await?;
             let sha = crate::delivery::sha256_file(claimed)
                 .map_err(io(claimed))?
                 .0;
@@ -412,12 +410,7 @@ async fn finish(
             let v = match validated {
                 Some(v) => v,
                 None => {
-                    let rec = FileRecord {
-                        id: row.file_id,
-                        new: false,
-                        first_name: name.into(),
-                        first_seen: String::new(),
-                    };
+                    let rec = ctx.store.file_record(row.file_id).await?;
                     let sha = crate::delivery::sha256_file(claimed)
                         .map_err(io(claimed))?
                         .0;

@@ -169,6 +169,20 @@ impl Store {
         }))
     }
 
+    /// A recorded file.
+    pub async fn file_record(&self, file_id: i64) -> Result<FileRecord, StoreError> {
+        let r = sqlx::query("SELECT id, name, received_at FROM files WHERE id = $1")
+            .bind(file_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(FileRecord {
+            id: r.get(0),
+            new: false,
+            first_name: r.get(1),
+            first_seen: r.get(2),
+        })
+    }
+
     /// An admin allows one more admission of content seen before on a channel.
     pub async fn readmit(
         &self,

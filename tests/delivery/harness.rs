@@ -33,7 +33,7 @@ pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 }
 
 /// Runs a command to completion within `secs`, or kills it and fails.
-fn output_within(mut cmd: Command, secs: u64, stdin: Option<&[u8]>) -> std::process::Output {
+pub fn output_within(mut cmd: Command, secs: u64, stdin: Option<&[u8]>) -> std::process::Output {
     let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -113,7 +113,7 @@ pub fn ssh_keygen(path: &Path) {
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,0 +1,288 @@
+//! The daemon end to end, with real parts: `paygate run` and `paygate bank-sim` as processes,
+//! an OpenSSH sshd started here on 127.0.0.1, OpenPGP on both sides and GnuPG reading what was
+//! sent, a real SQLite store. Nothing skips: a missing `sshd` or `gpg` fails with the package
+//! that installs it (the README's test command installs them). Every wait has a deadline.
+
+#[allow(dead_code)]
+#[path = "../delivery/harness.rs"]
+mod harness;
+mod world;
+
+use std::time::{Duration, Instant};
+use world::{Wire, World, sample};
+
+fn read(p: &std::path::Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// CSV and XLSX dropped, one while the daemon was down; approval through the CLI by an OS user
+/// other than the submitter (and refused for the submitter); sealed files that GnuPG opens;
+/// result reports appearing beside the people's folders.
+#[test]
+fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
+    let mut w = World::new(
+        "e2e",
+        Wire::Sftp,
+        "reject_accounts = [\"NL80RABO1119893879\"]",
+    );
+    // Dropped while paygate is down: picked up by the scan at start.
+    w.drop_file(
+        "supplier",
+        "supplier.csv",
+        &std::fs::read(sample("supplier.csv")).unwrap(),
+    );
+    w.start_sim();
+    w.start_daemon();
+    let b = w.wait_batches("the supplier batch to be answered in full", 60, |b| {
+        b.len() == 1 && b[0].is_final()
+    });
+    assert_eq!(b[0].state, "partially_rejected", "{b:?}");
+    assert_eq!(b[0].payments, 30);
+    assert!(
+        b[0].by_state.contains(&("rejected".into(), 1))
+            && b[0].by_state.contains(&("settled".into(), 29)),
+        "{b:?}"
+    );
+    let result = w
+        .folder("supplier", "results")
+        .join("supplier.batch1.result.csv");
+    w.wait_file(&result, 30);
+    let report = read(&result);
+    assert!(report.contains("AC01"), "{report}");
+    assert!(
+        w.folder("supplier", "archive")
+            .join("batch1-supplier.csv")
+            .is_file(),
+        "the accepted source file is archived with its batch id"
+    );
+
+    // A payroll workbook: it needs an approval. Its owner on disk (this test's user) is
+    // recorded as its submitter.
+    w.drop_file(
+        "payroll",
+        "payroll.xlsx",
+        &std::fs::read(sample("payroll.xlsx")).unwrap(),
+    );
+    let b = w.wait_batches("the payroll batch to wait for approval", 60, |b| {
+        b.iter()
+            .any(|x| x.channel == "payroll" && x.state == "awaiting_approval")
+    });
+    let payroll = b.iter().find(|x| x.channel == "payroll").unwrap().clone();
+    // The submitter (this test's user, who owns the file) may not approve it.
+    let (code, out) = w.paygate(&["approve", &payroll.id.to_string()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot approve it"), "{out}");
+    // Another OS user may: nobody, through the socket, identified by the kernel.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(w.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        for d in ["data"] {
+            std::fs::set_permissions(w.dir.join(d), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+    }
+    let setpriv = harness::require("setpriv", "util-linux");
+    let mut c = std::process::Command::new(setpriv);
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_paygate"))
+        .arg("--config")
+        .arg(&w.config)
+        .args(["approve", &payroll.id.to_string(), "--comment", "checked"]);
+    let o = harness::output_within(c, 60, None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("approved by nobody"), "{text}");
+    let b = w.wait_batches("the payroll batch to be settled", 60, |b| {
+        b.iter().all(|x| x.is_final()) && b.len() == 2
+    });
+    let payroll = b.iter().find(|x| x.channel == "payroll").unwrap();
+    assert_eq!(payroll.state, "completed", "{b:?}");
+    w.wait_file(
+        &w.folder("payroll", "results")
+            .join(format!("payroll.batch{}.result.xlsx", payroll.id)),
+        30,
+    );
+    // What the bank got: GnuPG decrypts it and verifies the company's signature.
+    let taken: Vec<_> = std::fs::read_dir(w.sim_state.join("taken"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    for t in &taken {
+        let (plain, status) = world::gpg_decrypt(&w.keys, t);
+        assert!(status.contains("GOODSIG"), "{status}");
+        assert!(status.contains("DECRYPTION_OKAY"), "{status}");
+        let xml = String::from_utf8_lossy(&plain);
+        assert!(xml.contains("pain.001.001.09"), "{xml}");
+    }
+    // The approval is on the record with who gave it.
+    let (code, audit) = w.paygate(&["batch", "show", &payroll.id.to_string()]);
+    assert_eq!(code, 0, "{audit}");
+    let (code, st) = w.paygate(&["status"]);
+    assert_eq!(code, 0, "{st}");
+    assert!(st.contains("completed"), "{st}");
+    w.signal_daemon(libc::SIGTERM);
+    assert_eq!(w.wait_daemon(30), 0, "{}", w.log());
+}
+
+/// A bad file, a duplicate, a symlink, a FIFO and a file still being written: each ends where
+/// a person expects it, with a note, and nothing stops the daemon.
+#[test]
+fn bad_inputs_end_in_rejected_with_a_report_and_nothing_is_lost() {
+    let mut w = World::new("bad", Wire::Folder, "");
+    w.start_sim();
+    w.start_daemon();
+    // A file with errors.
+    w.drop_file(
+        "supplier",
+        "broken.csv",
+        &std::fs::read(sample("broken.csv")).unwrap(),
+    );
+    let rejected = w.folder("supplier", "rejected");
+    w.wait_file(&rejected.join("broken.csv.errors.txt"), 30);
+    w.wait_file(&rejected.join("broken.csv"), 30);
+    let txt = read(&rejected.join("broken.csv.errors.txt"));
+    assert!(txt.contains("not processed"), "{txt}");
+    assert!(txt.contains("row "), "{txt}");
+    let csv = read(&rejected.join("broken.csv.errors.csv"));
+    assert!(csv.lines().count() > 2, "{csv}");
+    assert!(csv.contains("iban"), "{csv}");
+
+    // A good file, then the same content under another name: refused as a duplicate.
+    let content = std::fs::read(sample("supplier.csv")).unwrap();
+    w.drop_file("supplier", "run-1.csv", &content);
+    w.wait_batches("run-1 to be sent", 30, |b| {
+        b.iter()
+            .any(|x| x.file == "run-1.csv" && x.state != "received")
+    });
+    w.drop_file("supplier", "run-1-again.csv", &content);
+    let dup_note = rejected.join("run-1-again.csv.errors.txt");
+    w.wait_file(&dup_note, 30);
+    let note = read(&dup_note);
+    assert!(
+        note.contains("run-1.csv") && note.contains("paygate readmit"),
+        "{note}"
+    );
+    // An admin re-admits it: processed once more, as a batch of its own.
+    let again = rejected.join("run-1-again.csv");
+    w.wait_file(&again, 10);
+    let (code, out) = w.paygate(&[
+        "readmit",
+        again.to_str().unwrap(),
+        "--reason",
+        "bank lost it",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    w.wait_batches("the re-admitted file to become a batch", 30, |b| {
+        b.iter().any(|x| x.file == "run-1-again.csv")
+    });
+
+    // A symlink and a FIFO: never followed or opened; moved aside with a note.
+    let inbound = w.folder("supplier", "inbound");
+    std::os::unix::fs::symlink("/etc/passwd", inbound.join("link.csv")).unwrap();
+    let fifo = inbound.join("pipe.csv");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    w.wait_file(&rejected.join("link.csv.errors.txt"), 30);
+    w.wait_file(&rejected.join("pipe.csv.errors.txt"), 30);
+    assert!(read(&rejected.join("link.csv.errors.txt")).contains("symbolic link"));
+    assert!(read(&rejected.join("pipe.csv.errors.txt")).contains("FIFO"));
+    assert!(
+        std::fs::symlink_metadata(rejected.join("link.csv"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // A file still being written is not taken until it is complete.
+    let full = std::fs::read(sample("supplier.csv")).unwrap();
+    let mut changed = String::from_utf8(full).unwrap();
+    changed = changed.replace("SUP-20261130-", "SLOW-20261130-");
+    let bytes = changed.into_bytes();
+    let slow = inbound.join("slow.csv");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&slow).unwrap();
+        f.write_all(&bytes[..bytes.len() / 2]).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(slow.exists(), "a file still open for writing was taken");
+        f.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    }
+    let b = w.wait_batches("slow.csv to become a batch", 30, |b| {
+        b.iter().any(|x| x.file == "slow.csv")
+    });
+    let s = b.iter().find(|x| x.file == "slow.csv").unwrap();
+    assert_eq!(s.payments, 30, "the whole file, not the half: {s:?}");
+    // Nothing is left behind, and the daemon kept running throughout.
+    w.wait_batches("every batch to be final", 60, |b| {
+        b.iter().all(|x| x.is_final())
+    });
+    assert!(w.daemon_running());
+    let left: Vec<_> = std::fs::read_dir(w.folder("supplier", "processing"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in processing/: {left:?}");
+}
+
+/// SIGHUP with a broken config keeps the running one; with a new channel, the channel works at
+/// once. SIGTERM while batches are in flight exits 0, and the next start finishes them.
+#[test]
+fn reload_under_load_and_sigterm_in_flight() {
+    let mut w = World::new("reload", Wire::Folder, "");
+    w.start_sim();
+    w.start_daemon();
+    let base = String::from_utf8(std::fs::read(sample("supplier.csv")).unwrap()).unwrap();
+    for i in 0..4 {
+        let text = base.replace("SUP-20261130-", &format!("R{i}-20261130-"));
+        w.drop_file("supplier", &format!("load-{i}.csv"), text.as_bytes());
+    }
+    // A broken config: refused, the running one stays.
+    let good = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        good.replace("poll_secs = 1", "poll_secs = \"often\""),
+    )
+    .unwrap();
+    w.signal_daemon(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.log().contains("config NOT reloaded") {
+        assert!(Instant::now() < deadline, "no refusal logged:\n{}", w.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(w.log().contains("banks.bank.poll_secs"), "{}", w.log());
+    std::fs::write(&w.config, &good).unwrap();
+    // A new channel, added while files are being processed.
+    w.add_config(
+        "\n[channels.bonus]\nkind = \"supplier\"\nbank = \"bank\"\ndebtor_account = \"eur\"\nfolder = \"channels/bonus\"\nscan_secs = 1\n[channels.bonus.approval]\nauto_below = { EUR = \"1000000\", USD = \"1000000\", GBP = \"1000000\", CHF = \"1000000\", JPY = \"150000000\" }\n",
+    );
+    let (code, out) = w.paygate(&["reload"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("added bonus"), "{out}");
+    let text = base.replace("SUP-20261130-", "BONUS-20261130-");
+    w.drop_file("bonus", "bonus.csv", text.as_bytes());
+    w.wait_batches("the new channel's file to be picked up", 30, |b| {
+        b.iter().any(|x| x.channel == "bonus")
+    });
+    // SIGTERM with work in flight: a clean exit, and the next start continues.
+    for i in 0..3 {
+        let text = base.replace("SUP-20261130-", &format!("T{i}-20261130-"));
+        w.drop_file("supplier", &format!("term-{i}.csv"), text.as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    w.signal_daemon(libc::SIGTERM);
+    assert_eq!(w.wait_daemon(40), 0, "{}", w.log());
+    w.start_daemon();
+    let b = w.wait_batches("every batch to be final after the restart", 90, |b| {
+        b.len() == 8 && b.iter().all(|x| x.is_final())
+    });
+    assert!(b.iter().all(|x| x.state == "completed"), "{b:#?}");
+}
