@@ -374,6 +374,7 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
                 Utc::now(),
             )
             .await?;
+        crate::daemon::crash_point("return-recorded");
         // Only now, with the file durable and recorded, may the bank's copy go.
         let name = file.name.clone();
         let (l, disposed) = blocking(move || {
@@ -441,6 +442,7 @@ async fn process(
                     Utc::now(),
                 )
                 .await?;
+            crate::daemon::crash_point("return-opened");
             // The verified file is the bank's word: apply it to its batch at once.
             let bytes = std::fs::read(&*path).map_err(io(path))?;
             *reconciled = match crate::inbound::apply(cfg, store, Some(bank), remote_name, &bytes)

@@ -92,6 +92,7 @@ pub async fn pick_up(
         return Ok(None);
     };
     tracing::info!(channel, file = %name, stage = "pickup", "claimed {}", claimed.display());
+    super::crash_point("claimed");
     Ok(Some(claimed))
 }
 
@@ -159,6 +160,7 @@ pub async fn process_claimed(
         .record_claim(&channel, &name, &claim, &sha, size, Utc::now())
         .await?;
     let f = Folders::of(&cfg, ch);
+    super::crash_point("recorded");
     match claim_rec {
         Claim::Duplicate { earlier, batch } => {
             reject_duplicate(&ctx, &channel, ch, &f, &claimed, &name, &earlier, batch).await
@@ -342,6 +344,7 @@ async fn create_batch(
         )
         .await?;
     tracing::info!(batch = id, channel, stage = "received", msg_id = %v.msg_id, submitter, "batch {id}: {} payments, {} errors", v.payments.len(), v.errors);
+    super::crash_point("batch-created");
     let next = ctx
         .store
         .transition(
@@ -358,6 +361,7 @@ async fn create_batch(
         stage = "validated",
         "batch {id} is {next}"
     );
+    super::crash_point("validated");
     Ok(ctx.store.batch(id).await?)
 }
 
@@ -425,6 +429,7 @@ async fn finish(
                 .into_owned();
             write_rejection(&f.rejected, &to_name, name, row.id, channel, ch, &v)
                 .map_err(io(&f.rejected))?;
+            super::crash_point("rejection-written");
             std::fs::rename(claimed, &to).map_err(io(claimed))?;
             folders::sync_dir(&f.rejected);
             folders::sync_dir(&f.processing);

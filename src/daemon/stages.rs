@@ -105,6 +105,7 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         sealed.clone(),
     );
     let sha = blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst)).await?;
+    super::crash_point("sealed-file-written");
     ctx.store
         .mark_sealed(
             row.id,
@@ -114,6 +115,7 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
             Utc::now(),
         )
         .await?;
+    super::crash_point("sealed");
     // The plaintext is not needed any more: the sealed file is archived (and encrypted to the
     // company's own key, so that it stays readable for audits).
     if encryption == Encryption::Openpgp {
@@ -217,6 +219,7 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
     } else {
         tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate stopped: sending the same sealed file as {name} again", row.id);
     }
+    super::crash_point("upload-started");
     let (c, b, p, n) = (
         cfg.clone(),
         row.bank.clone(),
@@ -224,6 +227,7 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         name.clone(),
     );
     let sent = blocking(move || crate::delivery::send(&c, &b, &p, &n)).await;
+    super::crash_point("uploaded");
     match sent {
         Ok((outcome, got_sha, size)) => {
             if &got_sha != sha {
@@ -241,6 +245,7 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
             ctx.store
                 .mark_sent(row.id, &row.bank, word, size, Utc::now())
                 .await?;
+            super::crash_point("sent");
             tracing::info!(batch = row.id, channel = %row.channel, stage = "sent", "batch {} sent to bank {} as {name} ({size} bytes, {word})", row.id, row.bank);
             Ok(())
         }

@@ -289,6 +289,11 @@ auto_below = {{ EUR = "1000000", USD = "1000000", GBP = "1000000", CHF = "100000
 
     /// Starts `paygate run` without waiting for anything (the crash test).
     pub fn spawn_daemon(&mut self) {
+        self.spawn_daemon_env(&[]);
+    }
+
+    /// `spawn_daemon` with extra environment (the crash points).
+    pub fn spawn_daemon_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.daemon.is_none());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -302,6 +307,7 @@ auto_below = {{ EUR = "1000000", USD = "1000000", GBP = "1000000", CHF = "100000
             .arg("run")
             .env("RUST_BACKTRACE", "0")
             .env("PAYGATE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -345,6 +351,28 @@ auto_below = {{ EUR = "1000000", USD = "1000000", GBP = "1000000", CHF = "100000
                 panic!("paygate run did not exit within {secs} s:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `secs` for the daemon to die by itself; true when it was killed by SIGKILL
+    /// (a crash point fired). Kills it otherwise.
+    pub fn wait_for_crash(&mut self, secs: u64) -> bool {
+        let mut c = self.daemon.take().expect("daemon running");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                use std::os::unix::process::ExitStatusExt;
+                return st.signal() == Some(libc::SIGKILL);
+            }
+            if Instant::now() > deadline {
+                // SAFETY: a process this test started.
+                unsafe {
+                    libc::kill(c.id() as i32, libc::SIGKILL);
+                }
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
