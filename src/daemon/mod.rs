@@ -210,6 +210,9 @@ fn check_folders(cfg: &Config) -> Result<(), DaemonError> {
 
 /// Runs the daemon until SIGTERM/SIGINT (or `stop_after`): the whole pipeline.
 pub async fn run(config_path: &Path, opts: RunOptions) -> Result<(), DaemonError> {
+    // Handlers first: a SIGHUP or SIGTERM that comes while starting must not kill the process
+    // with the default action.
+    let signals = Signals::install()?;
     let prepared = prepare(config_path).await?;
     let ctx = prepared.ctx.clone();
     start(prepared).await;
@@ -221,7 +224,7 @@ pub async fn run(config_path: &Path, opts: RunOptions) -> Result<(), DaemonError
         ctx.cfg().channels.len(),
         ctx.cfg().banks.len()
     );
-    wait_for_signals(&ctx, opts.stop_after).await;
+    wait_for_signals(&ctx, signals, opts.stop_after).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop(&ctx).await;
     Ok(())
@@ -280,16 +283,30 @@ pub async fn stop(ctx: &Arc<Ctx>) {
     ctx.store.close().await;
 }
 
-async fn wait_for_signals(ctx: &Arc<Ctx>, stop_after: Option<Duration>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let err = |e: std::io::Error| DaemonError::Socket(format!("cannot handle signals: {e}"));
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(err)?,
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+            hup: signal(SignalKind::hangup()).map_err(err)?,
+        })
+    }
+}
+
+async fn wait_for_signals(ctx: &Arc<Ctx>, signals: Signals, stop_after: Option<Duration>) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let deadline = async {
         match stop_after {
             Some(d) => tokio::time::sleep(d).await,

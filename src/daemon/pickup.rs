@@ -170,9 +170,24 @@ pub async fn process_claimed(
                 Some(s) => s.clone(),
                 None => folders::owner_of(&claimed).map_err(io(&claimed))?,
             };
-            let v = validate_and_render(&cfg, &channel, &claimed, &rec, &sha).await?;
-            let row = create_batch(&ctx, &channel, ch, &rec, &v, &submitter).await?;
-            finish(&ctx, &cfg, &channel, ch, &f, row, &claimed, &name, Some(v)).await
+            let msg_id = msg_id(&rec, &sha);
+            let id = ctx
+                .store
+                .create_batch_by(
+                    rec.id,
+                    &channel,
+                    &ch.bank,
+                    &msg_id,
+                    &[],
+                    "paygate",
+                    Some(&submitter),
+                    Utc::now(),
+                )
+                .await?;
+            tracing::info!(batch = id, channel, stage = "received", msg_id = %msg_id, submitter, file = %name, "batch {id}: reading {name}");
+            super::crash_point("batch-created");
+            let row = ctx.store.batch(id).await?;
+            finish(&ctx, &cfg, &channel, ch, &f, row, &claimed, &name, None).await
         }
         Claim::Recovered(_, Some(batch)) => {
             let row = ctx.store.batch(batch).await?;
@@ -181,34 +196,87 @@ pub async fn process_claimed(
     }
 }
 
-/// What validation (and rendering) of a file gave.
+/// What reading a file (validation and rendering) gave.
 pub struct Validated {
-    pub msg_id: String,
-    pub payments: Vec<Payment>,
+    pub payments: u64,
     pub findings: Vec<Finding>,
     pub errors: usize,
     pub rows: u64,
 }
 
-async fn validate_and_render(
+/// Payments travel from the reading thread to the store in chunks of this many.
+const CHUNK: usize = 5_000;
+
+/// Reads a batch's file: validation and rendering on a blocking thread, the valid payments
+/// streamed into the store meanwhile (`store = true`; the two cores work at once and memory
+/// stays flat), then the batch's validation recorded. With `store = false` only the findings
+/// are wanted (to write a rejection report again after a restart).
+async fn read_into_batch(
+    ctx: &Ctx,
     cfg: &Arc<Config>,
     channel: &str,
     path: &Path,
-    rec: &FileRecord,
-    sha: &str,
+    row: &BatchRow,
+    store: bool,
 ) -> Result<Validated, PickupError> {
-    let msg_id = msg_id(rec, sha);
-    let (cfg, channel, path) = (cfg.clone(), channel.to_string(), path.to_path_buf());
-    blocking(move || validate_sync(&cfg, &channel, &path, msg_id)).await
+    let msg_id = row
+        .msg_id
+        .clone()
+        .ok_or_else(|| PickupError::Setup(format!("batch {} has no MsgId", row.id)))?;
+    if store {
+        // What an interrupted reading stored is read again from the start.
+        ctx.store.clear_payments(row.id).await?;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Payment>>(4);
+    let (cfg2, channel2, path2, msg2) = (
+        cfg.clone(),
+        channel.to_string(),
+        path.to_path_buf(),
+        msg_id.clone(),
+    );
+    let reading = tokio::task::spawn_blocking(move || {
+        validate_sync(&cfg2, &channel2, &path2, msg2, store.then_some(tx))
+    });
+    let mut stored = Ok(());
+    while let Some(chunk) = rx.recv().await {
+        if stored.is_ok() {
+            stored = ctx.store.add_payments(row.id, &msg_id, &chunk).await;
+        }
+    }
+    let v = match reading.await {
+        Ok(v) => v?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    stored?;
+    if store {
+        let next = ctx
+            .store
+            .finish_validation(row.id, v.payments, v.errors, Utc::now())
+            .await?;
+        tracing::info!(
+            batch = row.id,
+            channel,
+            stage = "validated",
+            "batch {}: {} payments, {} errors, {} warnings: {next}",
+            row.id,
+            v.payments,
+            v.errors,
+            v.findings.len() - v.errors
+        );
+        super::crash_point("validated");
+    }
+    Ok(v)
 }
 
-/// Reads, validates and renders in one pass (as `paygate convert` does). The rendered file is
-/// kept in the batch's private outbox only when the file has no errors.
+/// Reads, validates and renders in one pass (as `paygate convert` does). Valid payments go to
+/// `sink` in chunks. The rendered file is kept in the batch's private outbox only when the
+/// file has no errors.
 fn validate_sync(
     cfg: &Config,
     channel: &str,
     path: &Path,
     msg_id: String,
+    sink: Option<tokio::sync::mpsc::Sender<Vec<Payment>>>,
 ) -> Result<Validated, PickupError> {
     let ch = &cfg.channels[channel];
     let bank = cfg.bank_of(ch);
@@ -228,9 +296,19 @@ fn validate_sync(
         .unwrap_or_else(|| "pain.001.001.09".into());
     let mut file = render::open(&format, &cfg.templates_dir(), header)
         .map_err(|e| PickupError::Setup(e.to_string()))?;
-    let mut payments = Vec::new();
+    let mut chunk: Vec<Payment> = Vec::new();
+    let mut count = 0u64;
     let mut layout: Vec<Finding> = Vec::new();
     let mut io_error = None;
+    let send = |chunk: &mut Vec<Payment>| {
+        if let Some(s) = &sink
+            && !chunk.is_empty()
+        {
+            // A closed channel means the store failed; the caller reports that.
+            let _ = s.blocking_send(std::mem::take(chunk));
+        }
+        chunk.clear();
+    };
     let result = crate::intake::open(path, ch).and_then(|mut table| {
         validate_table(&mut table, &rules, ch, |p| {
             let e2e = p
@@ -256,9 +334,17 @@ fn validate_sync(
                     io_error.get_or_insert(e);
                 }
             }
-            payments.push(p);
+            count += 1;
+            if sink.is_some() {
+                chunk.push(p);
+                if chunk.len() >= CHUNK {
+                    send(&mut chunk);
+                }
+            }
         })
     });
+    send(&mut chunk);
+    drop(sink);
     let (mut findings, rows) = match result {
         Ok(r) => (r.findings, r.rows),
         // The whole file is unreadable: one finding says why.
@@ -273,16 +359,14 @@ fn validate_sync(
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .count();
-    if errors == 0 && payments.is_empty() {
+    if errors == 0 && count == 0 {
         findings.push(Finding::error(
             "file.no_payments",
             "the file holds no payments",
         ));
         errors = 1;
     }
-    if errors > 0 {
-        payments.clear();
-    } else {
+    if errors == 0 {
         let dir = outbox(cfg, &msg_id);
         create_private_dir(&dir).map_err(io(&dir))?;
         let target = dir.join("render.out");
@@ -301,13 +385,11 @@ fn validate_sync(
             Err(e @ RenderError::Value { .. }) => {
                 findings.push(Finding::error("layout.value", e.to_string()));
                 errors += 1;
-                payments.clear();
             }
         }
     }
     Ok(Validated {
-        msg_id,
-        payments,
+        payments: count,
         findings,
         errors,
         rows,
@@ -320,49 +402,6 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-}
-
-async fn create_batch(
-    ctx: &Ctx,
-    channel: &str,
-    ch: &Channel,
-    rec: &FileRecord,
-    v: &Validated,
-    submitter: &str,
-) -> Result<BatchRow, PickupError> {
-    let id = ctx
-        .store
-        .create_batch_by(
-            rec.id,
-            channel,
-            &ch.bank,
-            &v.msg_id,
-            &v.payments,
-            "paygate",
-            Some(submitter),
-            Utc::now(),
-        )
-        .await?;
-    tracing::info!(batch = id, channel, stage = "received", msg_id = %v.msg_id, submitter, "batch {id}: {} payments, {} errors", v.payments.len(), v.errors);
-    super::crash_point("batch-created");
-    let next = ctx
-        .store
-        .transition(
-            id,
-            BatchState::Received,
-            &Event::Validated { errors: v.errors },
-            "paygate",
-            Utc::now(),
-        )
-        .await?;
-    tracing::info!(
-        batch = id,
-        channel,
-        stage = "validated",
-        "batch {id} is {next}"
-    );
-    super::crash_point("validated");
-    Ok(ctx.store.batch(id).await?)
 }
 
 /// Takes a batch from wherever the store says it is to the end of pickup.
@@ -380,22 +419,8 @@ async fn finish(
 ) -> Result<(), PickupError> {
     match row.state {
         BatchState::Received => {
-            // A crash came between the batch and its validation: validate again.
-            let rec = ctx.store.file_record(row.file_id).await?;
-            let sha = crate::delivery::sha256_file(claimed)
-                .map_err(io(claimed))?
-                .0;
-            let mut v = validate_and_render(cfg, channel, claimed, &rec, &sha).await?;
-            v.msg_id = row.msg_id.clone().unwrap_or(v.msg_id);
-            ctx.store
-                .transition(
-                    row.id,
-                    BatchState::Received,
-                    &Event::Validated { errors: v.errors },
-                    "paygate",
-                    Utc::now(),
-                )
-                .await?;
+            // New, or a crash came while the file was being read: read it (again).
+            let v = read_into_batch(ctx, cfg, channel, claimed, &row, true).await?;
             let row = ctx.store.batch(row.id).await?;
             Box::pin(finish(
                 ctx,
@@ -413,13 +438,7 @@ async fn finish(
         BatchState::Invalid => {
             let v = match validated {
                 Some(v) => v,
-                None => {
-                    let rec = ctx.store.file_record(row.file_id).await?;
-                    let sha = crate::delivery::sha256_file(claimed)
-                        .map_err(io(claimed))?
-                        .0;
-                    validate_and_render(cfg, channel, claimed, &rec, &sha).await?
-                }
+                None => read_into_batch(ctx, cfg, channel, claimed, &row, false).await?,
             };
             let to = folders::free_name(&f.rejected, name, &format!("batch{}", row.id));
             let to_name = to

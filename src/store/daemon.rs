@@ -3,7 +3,8 @@
 //! transaction with its audit entry, guarded by the state it was computed from.
 
 use super::{
-    BATCH_COLUMNS, BatchRow, FileRecord, Store, StoreError, append_audit, batch_row, move_batch, ts,
+    BATCH_COLUMNS, BatchRow, FileRecord, Store, StoreError, append_audit, batch_row,
+    insert_payments, move_batch, ts,
 };
 use crate::model::{
     Account, Address, BankId, BatchState, Bic, Cnaps, Currency, DomesticAccount, Event, Iban,
@@ -646,6 +647,101 @@ impl Store {
 }
 
 impl Store {
+    /// Adds validated payments to a batch still `received` (in chunks while its file is read,
+    /// so that a million payments never sit in memory at once).
+    pub async fn add_payments(
+        &self,
+        batch: i64,
+        msg_id: &str,
+        payments: &[Payment],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
+            .bind(batch)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if state != BatchState::Received.as_str() {
+            return Err(StoreError::Conflict {
+                batch,
+                expected: BatchState::Received,
+            });
+        }
+        insert_payments(&mut tx, batch, msg_id, payments).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes what an interrupted reading of a `received` batch's file stored, so that it can
+    /// be read again from the start.
+    pub async fn clear_payments(&self, batch: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM payments WHERE batch_id = $1
+             AND (SELECT state FROM batches WHERE id = $1) = 'received'",
+        )
+        .bind(batch)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Ends the reading of a batch's file: with errors, its payments are removed and it is
+    /// `invalid`; without, its payment count is recorded and it awaits approval — one
+    /// transaction with the history row and the audit entry.
+    pub async fn finish_validation(
+        &self,
+        batch: i64,
+        payments: u64,
+        errors: usize,
+        at: DateTime<Utc>,
+    ) -> Result<BatchState, StoreError> {
+        let event = Event::Validated { errors };
+        let next = BatchState::Received.on(&event)?;
+        let mut tx = self.begin().await?;
+        if errors > 0 {
+            sqlx::query("DELETE FROM payments WHERE batch_id = $1")
+                .bind(batch)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let stored: i64 = sqlx::query("SELECT COUNT(*) FROM payments WHERE batch_id = $1")
+            .bind(batch)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if errors == 0 && stored != payments as i64 {
+            return Err(StoreError::BadState(format!(
+                "batch {batch}: {stored} payments stored but {payments} read from the file"
+            )));
+        }
+        sqlx::query("UPDATE batches SET payment_count = $1 WHERE id = $2")
+            .bind(stored)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
+        move_batch(
+            &mut tx,
+            batch,
+            BatchState::Received,
+            next,
+            event.name(),
+            None,
+            at,
+        )
+        .await?;
+        append_audit(
+            &mut tx,
+            at,
+            "paygate",
+            "batch.validated",
+            Some(batch),
+            &format!("received -> {next}; payments={stored} errors={errors}"),
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(next)
+    }
+
     /// An audit entry for a decision that changes no batch (a refused or duplicate file, a
     /// re-admission, a reload).
     pub async fn audit_event(

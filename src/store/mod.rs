@@ -303,47 +303,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        for p in payments {
-            let (acct_type, acct) = match &p.creditor_account {
-                Account::Iban(i) => ("iban", i.as_str()),
-                Account::Domestic(d) => ("domestic", d.as_str()),
-            };
-            let (agent_type, agent) = match &p.creditor_agent {
-                Some(BankId::Bic(b)) => (Some("bic"), Some(b.as_str())),
-                Some(BankId::Cnaps(c)) => (Some("cnaps"), Some(c.as_str())),
-                None => (None, None),
-            };
-            let e2e = p
-                .end_to_end_id
-                .clone()
-                .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
-            sqlx::query(
-                "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
-                    agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
-                    creditor_address)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(id)
-            .bind(p.row as i64)
-            .bind(e2e)
-            .bind(&p.creditor_name)
-            .bind(acct_type)
-            .bind(acct)
-            .bind(agent_type)
-            .bind(agent)
-            .bind(&p.creditor_bank_name)
-            .bind(p.amount.minor_units())
-            .bind(p.amount.currency().as_str())
-            .bind(&p.remittance)
-            .bind(p.execution_date.to_string())
-            .bind(
-                p.creditor_address
-                    .as_ref()
-                    .and_then(|a| serde_json::to_string(a).ok()),
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_payments(&mut tx, id, msg_id, payments).await?;
         sqlx::query(
             "INSERT INTO state_history (batch_id, from_state, to_state, event, at) VALUES ($1, NULL, $2, 'created', $3)",
         )
@@ -1124,6 +1084,60 @@ fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
         created_at: row.get(11),
         updated_at: row.get(12),
     })
+}
+
+/// Inserts payments in statements of a few hundred rows each (one statement per row is an
+/// order of magnitude slower for a million-row batch). Payments without an end-to-end id get
+/// the one rendering gives them.
+async fn insert_payments(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: i64,
+    msg_id: &str,
+    payments: &[Payment],
+) -> Result<(), StoreError> {
+    const ROWS: usize = 500;
+    for chunk in payments.chunks(ROWS) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
+                agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
+                creditor_address) ",
+        );
+        q.push_values(chunk, |mut b, p| {
+            let (acct_type, acct) = match &p.creditor_account {
+                Account::Iban(i) => ("iban", i.as_str().to_string()),
+                Account::Domestic(d) => ("domestic", d.as_str().to_string()),
+            };
+            let (agent_type, agent) = match &p.creditor_agent {
+                Some(BankId::Bic(b)) => (Some("bic"), Some(b.as_str().to_string())),
+                Some(BankId::Cnaps(c)) => (Some("cnaps"), Some(c.as_str().to_string())),
+                None => (None, None),
+            };
+            let e2e = p
+                .end_to_end_id
+                .clone()
+                .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
+            b.push_bind(batch)
+                .push_bind(p.row as i64)
+                .push_bind(e2e)
+                .push_bind(p.creditor_name.clone())
+                .push_bind(acct_type)
+                .push_bind(acct)
+                .push_bind(agent_type)
+                .push_bind(agent)
+                .push_bind(p.creditor_bank_name.clone())
+                .push_bind(p.amount.minor_units())
+                .push_bind(p.amount.currency().as_str())
+                .push_bind(p.remittance.clone())
+                .push_bind(p.execution_date.to_string())
+                .push_bind(
+                    p.creditor_address
+                        .as_ref()
+                        .and_then(|a| serde_json::to_string(a).ok()),
+                );
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:

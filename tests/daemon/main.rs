@@ -215,8 +215,9 @@ fn bad_inputs_end_in_rejected_with_a_report_and_nothing_is_lost() {
         assert!(slow.exists(), "a file still open for writing was taken");
         f.write_all(&bytes[bytes.len() / 2..]).unwrap();
     }
-    let b = w.wait_batches("slow.csv to become a batch", 30, |b| {
-        b.iter().any(|x| x.file == "slow.csv")
+    let b = w.wait_batches("slow.csv to be read", 30, |b| {
+        b.iter()
+            .any(|x| x.file == "slow.csv" && x.state != "received")
     });
     let s = b.iter().find(|x| x.file == "slow.csv").unwrap();
     assert_eq!(s.payments, 30, "the whole file, not the half: {s:?}");
