@@ -66,7 +66,12 @@ pub fn run(args: RunArgs, config_path: &Path) -> Exit {
     let opts = RunOptions {
         stop_after: args.stop_after.map(std::time::Duration::from_secs),
     };
-    match runtime().block_on(daemon::run(config_path, opts)) {
+    let rt = runtime();
+    let result = rt.block_on(daemon::run(config_path, opts));
+    // Blocking work still running after the drain deadline (an upload, say) is not waited
+    // for: it continues from its last recorded state at the next start.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!(error_code = "daemon.start", "{e}");

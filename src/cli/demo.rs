@@ -92,7 +92,9 @@ pub fn run(args: Args) -> Exit {
         Ok(r) => r,
         Err(e) => return fail("runtime", e),
     };
-    rt.block_on(demo(&dir, &config, Duration::from_secs(args.timeout)))
+    let exit = rt.block_on(demo(&dir, &config, Duration::from_secs(args.timeout)));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    exit
 }
 
 /// Keys, config, simulator settings.
