@@ -252,7 +252,7 @@ impl Simulator {
                     &k.bank_secret_key,
                     None,
                     &them,
-                    &[k.company_cert.clone()],
+                    std::slice::from_ref(&k.company_cert),
                     SystemTime::now(),
                 )
                 .map_err(|e| SimError::Keys(e.to_string()))?;
@@ -710,11 +710,7 @@ fn read_pain001(bytes: &[u8]) -> Result<Pain001, String> {
                 text.clear();
             }
             Event::Text(t) => text.push_str(t.as_ref()),
-            Event::GeneralRef(r) => {
-                if r.as_ref() == "amp" {
-                    text.push('&')
-                }
-            }
+            Event::GeneralRef(r) if r.as_ref() == "amp" => text.push('&'),
             Event::End(_) => {
                 let p: Vec<&str> = path.iter().map(String::as_str).collect();
                 let t = text.trim().to_string();

@@ -167,7 +167,7 @@ fn seal_file(
             let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
             kr.seal(&mut input, &mut w)
-                .map_err(|e| crate::delivery::DeliveryError::from(e))?;
+                .map_err(crate::delivery::DeliveryError::from)?;
             let tmp = w
                 .into_inner()
                 .map_err(|e| StepError::Io(dst.to_path_buf(), e.into_error()))?;

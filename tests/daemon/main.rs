@@ -76,10 +76,8 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(w.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-        for d in ["data"] {
-            std::fs::set_permissions(w.dir.join(d), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
-        }
+        std::fs::set_permissions(w.dir.join("data"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
     }
     let setpriv = harness::require("setpriv", "util-linux");
     let mut c = std::process::Command::new(setpriv);
@@ -321,7 +319,7 @@ fn sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice() {
             let mut cols: Vec<String> = l.split(';').map(str::to_string).collect();
             cols[7] = format!("C{i:03}-{r}");
             // Every fifth file is over the auto-approval limit: it waits for a person.
-            if i % 5 == 0 && r == 0 {
+            if i.is_multiple_of(5) && r == 0 {
                 cols[4] = "1500000.00".into();
                 cols[5] = "EUR".into();
             }
