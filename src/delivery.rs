@@ -241,7 +241,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Writes `path` through a temporary file beside it, synced, then renamed.
-fn write_durably(
+pub(crate) fn write_durably(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
@@ -374,7 +374,7 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
                 Utc::now(),
             )
             .await?;
-        crate::daemon::crash_point("return-recorded");
+        crate::crash::crash_point("return-recorded");
         // Only now, with the file durable and recorded, may the bank's copy go.
         let name = file.name.clone();
         let (l, disposed) = blocking(move || {
@@ -442,7 +442,7 @@ async fn process(
                     Utc::now(),
                 )
                 .await?;
-            crate::daemon::crash_point("return-opened");
+            crate::crash::crash_point("return-opened");
             // The verified file is the bank's word: apply it to its batch at once.
             let bytes = std::fs::read(&*path).map_err(io(path))?;
             *reconciled = match crate::inbound::apply(cfg, store, Some(bank), remote_name, &bytes)

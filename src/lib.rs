@@ -8,6 +8,7 @@ pub mod bank;
 pub mod banksim;
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod delivery;
 pub mod finding;

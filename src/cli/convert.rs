@@ -104,23 +104,12 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
                 .end_to_end_id
                 .clone()
                 .unwrap_or_else(|| render::generated_end_to_end_id(&msg_id, p.row));
-            match file.add(&p, &e2e) {
-                Ok(()) => {}
-                Err(RenderError::Value {
-                    row,
-                    field,
-                    value,
-                    problem,
-                }) => layout_findings.push(
-                    Finding::error(
-                        "layout.value",
-                        format!("does not fit the bank's layout: field `{field}` {problem}"),
-                    )
-                    .at(row)
-                    .value(value),
-                ),
-                Err(RenderError::Io(e)) => {
-                    io_error.get_or_insert(e);
+            if let Err(e) = file.add(&p, &e2e) {
+                match e.into_finding() {
+                    Ok(f) => layout_findings.push(f),
+                    Err(e) => {
+                        io_error.get_or_insert(e);
+                    }
                 }
             }
         })

@@ -15,7 +15,6 @@ use crate::render::{self, BatchHeader, RenderError};
 use crate::store::{BatchRow, Claim, FileRecord};
 use crate::validate::{Rules, validate_table};
 use chrono::Utc;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -315,23 +314,12 @@ fn validate_sync(
                 .end_to_end_id
                 .clone()
                 .unwrap_or_else(|| render::generated_end_to_end_id(&msg_id, p.row));
-            match file.add(&p, &e2e) {
-                Ok(()) => {}
-                Err(RenderError::Value {
-                    row,
-                    field,
-                    value,
-                    problem,
-                }) => layout.push(
-                    Finding::error(
-                        "layout.value",
-                        format!("does not fit the bank's layout: field `{field}` {problem}"),
-                    )
-                    .at(row)
-                    .value(value),
-                ),
-                Err(RenderError::Io(e)) => {
-                    io_error.get_or_insert(e);
+            if let Err(e) = file.add(&p, &e2e) {
+                match e.into_finding() {
+                    Ok(f) => layout.push(f),
+                    Err(e) => {
+                        io_error.get_or_insert(e);
+                    }
                 }
             }
             count += 1;
@@ -595,18 +583,7 @@ fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o640));
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::delivery::write_durably(path, |w| w.write_all(bytes))
 }
 
 /// A value that a spreadsheet would run as a formula gets a leading `'` (OWASP).

@@ -111,6 +111,27 @@ pub enum RenderError {
     },
 }
 
+impl RenderError {
+    /// A value the layout cannot take, as the finding the user sees at its row; an I/O error
+    /// stays an error.
+    pub fn into_finding(self) -> Result<crate::finding::Finding, io::Error> {
+        match self {
+            RenderError::Value {
+                row,
+                field,
+                value,
+                problem,
+            } => Ok(crate::finding::Finding::error(
+                "layout.value",
+                format!("does not fit the bank's layout: field `{field}` {problem}"),
+            )
+            .at(row)
+            .value(value)),
+            RenderError::Io(e) => Err(e),
+        }
+    }
+}
+
 fn row_prefix(row: u64) -> String {
     if row > 0 {
         format!("row {row}, ")
