@@ -52,6 +52,10 @@ pub struct General {
     /// On SIGTERM, how long steps in flight may take to finish before the daemon exits.
     #[serde(default = "default_drain_secs")]
     pub drain_secs: u64,
+    /// The bootstrap admin: the OS user who holds the `admin` role on every channel from the
+    /// config (everyone else's roles are granted with `paygate users`). `paygate run` needs it.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 fn default_workers() -> usize {
@@ -106,6 +110,10 @@ pub struct DebtorAccountCfg {
     #[serde(default)]
     pub cnaps: Option<String>,
     pub currency: Currency,
+    /// Hard limit: the most that may leave this account in one day (local calendar day),
+    /// summed over every channel paying from it. A batch that would pass it is declined.
+    #[serde(default)]
+    pub max_daily_total: Option<Decimal>,
 }
 
 /// How a bank wants postal addresses (ISO 20022 PostalAddress).
@@ -447,25 +455,32 @@ pub enum WatchMode {
     Poll,
 }
 
-/// Who must approve a batch before it is sent.
+/// Who must approve a batch before it is sent. Who *may* approve is a role
+/// (`paygate users grant NAME approver --channel CH`), not config.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// Batches whose total (in each of their currencies) is below this are approved
-    /// automatically; one amount for every currency or per currency. Absent: every batch
-    /// needs approval.
+    /// automatically, unless scrutiny asks for a person; one amount for every currency or
+    /// per currency. Absent: every batch needs approval.
     #[serde(default)]
     pub auto_below: Option<AmountLimit>,
     /// Distinct approvers a batch needs (never its submitter).
     #[serde(default = "default_required")]
     pub required: u32,
-    /// OS user names allowed to approve this channel's batches; empty: anyone who can reach
-    /// the control socket, except the submitter.
+    /// More approvers for larger batches: `[{ above = "100000", required = 2 }]`. The
+    /// highest tier whose `above` the batch total passes (in any currency) applies.
     #[serde(default)]
-    pub approvers: Vec<String>,
-    /// A batch still waiting for approval after this long expires (it is never sent).
+    pub tiers: Vec<Tier>,
+    /// A batch still waiting for approval after this long expires (it is never sent); hours,
+    /// fractions allowed.
     #[serde(default = "default_expire_hours")]
-    pub expire_hours: u64,
+    pub expire_hours: f64,
+    #[serde(default)]
+    pub scrutiny: Scrutiny,
+    /// Replaced by roles; kept only to name the key in a clear error.
+    #[serde(default)]
+    pub approvers: Option<toml::Value>,
 }
 
 impl Default for Approval {
@@ -473,21 +488,72 @@ impl Default for Approval {
         Approval {
             auto_below: None,
             required: default_required(),
-            approvers: Vec::new(),
+            tiers: Vec::new(),
             expire_hours: default_expire_hours(),
+            scrutiny: Scrutiny::default(),
+            approvers: None,
         }
     }
+}
+
+impl Approval {
+    /// How long a batch may wait for approval.
+    pub fn expire_after(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds((self.expire_hours * 3_600_000.0).round() as i64)
+    }
+}
+
+/// One approval tier: batches whose total is above `above` need `required` approvers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub above: AmountLimit,
+    pub required: u32,
+}
+
+/// Extra scrutiny: each finding adds one required approval and is shown with its reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scrutiny {
+    /// A payee account never paid before from this channel.
+    #[serde(default = "yes")]
+    pub new_beneficiary: bool,
+    /// A possible duplicate batch (same count and total) or payment (same account, amount
+    /// and reference) sent from this channel within this many days; 0 turns it off.
+    #[serde(default = "default_duplicate_days")]
+    pub duplicate_days: u32,
+    /// A payment more than this many times the payee's largest earlier payment (same
+    /// currency); 0 turns it off.
+    #[serde(default = "default_outlier_factor")]
+    pub outlier_factor: Decimal,
+}
+
+impl Default for Scrutiny {
+    fn default() -> Self {
+        Scrutiny {
+            new_beneficiary: true,
+            duplicate_days: default_duplicate_days(),
+            outlier_factor: default_outlier_factor(),
+        }
+    }
+}
+
+fn default_duplicate_days() -> u32 {
+    30
+}
+fn default_outlier_factor() -> Decimal {
+    Decimal::from(3)
 }
 
 fn default_required() -> u32 {
     1
 }
-fn default_expire_hours() -> u64 {
-    72
+fn default_expire_hours() -> f64 {
+    72.0
 }
 
 /// A per-payment limit. Amounts are written as strings: money is never a float.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum AmountLimit {
     All(Decimal),
@@ -506,6 +572,48 @@ impl AmountLimit {
         match self {
             AmountLimit::All(d) => vec![*d],
             AmountLimit::PerCurrency(m) => m.values().copied().collect(),
+        }
+    }
+
+    /// `50000` (every currency) or `EUR:50000,JPY:7000000` (those currencies only).
+    pub fn parse(s: &str) -> Result<AmountLimit, String> {
+        let s = s.trim();
+        let positive = |v: &str| -> Result<Decimal, String> {
+            let d: Decimal = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{v:?} is not an amount"))?;
+            if d <= Decimal::ZERO {
+                return Err(format!("{v}: must be greater than zero"));
+            }
+            Ok(d)
+        };
+        if !s.contains(':') {
+            return positive(s).map(AmountLimit::All);
+        }
+        let mut m = BTreeMap::new();
+        for part in s.split(',') {
+            let (c, v) = part
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?}: write CCY:AMOUNT, e.g. EUR:50000"))?;
+            let c: Currency = c
+                .trim()
+                .parse()
+                .map_err(|_| format!("{c:?} is not an ISO 4217 currency"))?;
+            m.insert(c, positive(v)?);
+        }
+        Ok(AmountLimit::PerCurrency(m))
+    }
+}
+
+impl std::fmt::Display for AmountLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AmountLimit::All(d) => write!(f, "{d}"),
+            AmountLimit::PerCurrency(m) => {
+                let parts: Vec<String> = m.iter().map(|(c, d)| format!("{c}:{d}")).collect();
+                f.write_str(&parts.join(","))
+            }
         }
     }
 }
@@ -540,6 +648,13 @@ pub struct Limits {
     /// (`{ EUR = "1000000.00", JPY = "150000000" }`; a currency not listed has no limit).
     #[serde(default)]
     pub max_amount: Option<AmountLimit>,
+    /// Hard limit on a batch's total; a batch over it is declined, whatever the approvals.
+    #[serde(default)]
+    pub max_batch_total: Option<AmountLimit>,
+    /// Hard limit on what the channel pays in one day (local calendar day, every batch not
+    /// declined, expired or rejected); a batch that would pass it is declined.
+    #[serde(default)]
+    pub max_daily_total: Option<AmountLimit>,
     #[serde(default = "default_max_days_ahead")]
     pub max_days_ahead: u32,
 }
@@ -551,6 +666,8 @@ impl Default for Limits {
             max_unpacked_bytes: default_max_unpacked_bytes(),
             max_rows: default_max_rows(),
             max_amount: None,
+            max_batch_total: None,
+            max_daily_total: None,
             max_days_ahead: default_max_days_ahead(),
         }
     }
@@ -804,6 +921,14 @@ impl Config {
         }
         for (name, acct) in &self.company.accounts {
             let key = format!("company.accounts.{name}");
+            if let Some(m) = acct.max_daily_total
+                && m <= Decimal::ZERO
+            {
+                p(
+                    format!("{key}.max_daily_total"),
+                    "must be greater than zero".into(),
+                );
+            }
             if let Err(m) = acct.account() {
                 p(key.clone(), m);
             }
@@ -1108,21 +1233,64 @@ impl Config {
                     "must not be negative".into(),
                 );
             }
-            if !a.approvers.is_empty() && a.approvers.len() < a.required as usize {
+            if a.approvers.is_some() {
                 p(
                     format!("{key}.approval.approvers"),
                     format!(
-                        "{} approvers listed but {} required: the channel's batches could never be approved",
-                        a.approvers.len(),
-                        a.required
+                        "approvers are roles now, not config: remove this key and grant them with `paygate users grant NAME approver --channel {name}`"
                     ),
                 );
             }
-            if a.expire_hours == 0 {
+            let mut last = a.required;
+            for (i, t) in a.tiers.iter().enumerate() {
+                let tk = format!("{key}.approval.tiers[{i}]");
+                if !(1..=5).contains(&t.required) {
+                    p(
+                        format!("{tk}.required"),
+                        format!("{} approvers: give 1 to 5", t.required),
+                    );
+                }
+                if t.above.values().iter().any(|v| *v < Decimal::ZERO) {
+                    p(format!("{tk}.above"), "must not be negative".into());
+                }
+                if t.required <= last {
+                    p(
+                        format!("{tk}.required"),
+                        format!(
+                            "{} approvers is not more than the tier below ({last}): each tier must ask for more",
+                            t.required
+                        ),
+                    );
+                }
+                last = last.max(t.required);
+            }
+            if !(a.expire_hours.is_finite() && a.expire_hours > 0.0) {
                 p(
                     format!("{key}.approval.expire_hours"),
-                    "must be at least 1".into(),
+                    "must be a positive number of hours".into(),
                 );
+            }
+            let f = a.scrutiny.outlier_factor;
+            if f != Decimal::ZERO && f <= Decimal::ONE {
+                p(
+                    format!("{key}.approval.scrutiny.outlier_factor"),
+                    format!(
+                        "{f}: must be more than 1 (e.g. 3 for three times the payee's largest payment), or 0 for no check"
+                    ),
+                );
+            }
+            for (what, l) in [
+                ("max_batch_total", &ch.limits.max_batch_total),
+                ("max_daily_total", &ch.limits.max_daily_total),
+            ] {
+                if let Some(m) = l
+                    && m.values().iter().any(|v| *v <= Decimal::ZERO)
+                {
+                    p(
+                        format!("{key}.limits.{what}"),
+                        "must be greater than zero".into(),
+                    );
+                }
             }
             if ch.scan_secs == 0 {
                 p(format!("{key}.scan_secs"), "must be at least 1".into());
@@ -1135,6 +1303,14 @@ impl Config {
         }
         if self.paygate.workers == 0 {
             p("paygate.workers".into(), "must be at least 1".into());
+        }
+        if let Some(a) = &self.paygate.admin
+            && (a.trim().is_empty() || a.contains(char::is_whitespace))
+        {
+            p(
+                "paygate.admin".into(),
+                format!("{a:?}: give the OS user name of the bootstrap admin"),
+            );
         }
         // Two channels sharing a folder would take each other's files.
         let mut folders: BTreeMap<PathBuf, &str> = BTreeMap::new();

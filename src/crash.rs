@@ -33,6 +33,7 @@ pub const CRASH_POINTS: &[&str] = &[
     "recorded",
     "batch-created",
     "validated",
+    "decided",
     "rejection-written",
     "sealed-file-written",
     "sealed",

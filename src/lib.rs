@@ -4,6 +4,7 @@
 //!
 //! The modules mirror the pipeline; see ARCHITECTURE.md for the data flow and the invariants.
 
+pub mod approval;
 pub mod bank;
 pub mod banksim;
 pub mod cli;

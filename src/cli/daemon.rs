@@ -86,7 +86,7 @@ pub fn run(args: RunArgs, config_path: &Path) -> Exit {
 }
 
 /// Sends a request to the daemon named by the config's control socket.
-fn ask(config_path: &Path, req: &Request) -> Result<Response, Exit> {
+pub(super) fn ask(config_path: &Path, req: &Request) -> Result<Response, Exit> {
     let cfg = load_config(config_path)?;
     control::request(&cfg.control_socket(), req).map_err(|e| {
         eprintln!("paygate: {e}");
@@ -94,7 +94,7 @@ fn ask(config_path: &Path, req: &Request) -> Result<Response, Exit> {
     })
 }
 
-fn answer(resp: Response) -> Exit {
+pub(super) fn answer(resp: Response) -> Exit {
     if resp.ok {
         println!("{}", resp.message);
         Exit::Ok
@@ -200,24 +200,7 @@ pub fn render_status(s: &Status) -> String {
         o.push_str(&format!("  {state:<20} {n}\n"));
     }
     o.push_str("\nwaiting for approval\n");
-    if s.pending_approvals.is_empty() {
-        o.push_str("  none\n");
-    }
-    for p in &s.pending_approvals {
-        o.push_str(&format!(
-            "  batch {} · {} · {} · {} · submitted by {} · approvals {}/{}{} · may approve: {}\n    paygate approve {}\n",
-            p.batch,
-            p.channel,
-            p.file,
-            p.totals.join(" + "),
-            p.submitter.as_deref().unwrap_or("?"),
-            p.approvals.len(),
-            p.required,
-            if p.approvals.is_empty() { String::new() } else { format!(" ({})", p.approvals.join(", ")) },
-            p.who_may_approve,
-            p.batch
-        ));
-    }
+    o.push_str(&render_pending(&s.pending_approvals));
     o.push_str("\nbanks\n");
     for b in &s.banks {
         o.push_str(&format!(
@@ -234,6 +217,58 @@ pub fn render_status(s: &Status) -> String {
         for w in &b.key_warnings {
             o.push_str(&format!("    WARNING: {w}\n"));
         }
+    }
+    o
+}
+
+/// Batches waiting for approval: what each needs, why, and who may give it.
+pub fn render_pending(pending: &[daemon::PendingApproval]) -> String {
+    let mut o = String::new();
+    if pending.is_empty() {
+        o.push_str("  none\n");
+    }
+    for p in pending {
+        o.push_str(&format!(
+            "  batch {} · {} · {} · {} payments · {} · submitted by {}\n",
+            p.batch,
+            p.channel,
+            p.file,
+            p.payments,
+            p.totals.join(" + "),
+            p.submitter.as_deref().unwrap_or("?"),
+        ));
+        o.push_str(&format!(
+            "    approvals {}/{}{} · {} more needed{}\n",
+            p.approvals.len(),
+            p.required,
+            if p.approvals.is_empty() {
+                String::new()
+            } else {
+                format!(" (by {})", p.approvals.join(", "))
+            },
+            p.still_needed,
+            p.expires_at
+                .as_deref()
+                .map(|e| format!(" · expires {e}"))
+                .unwrap_or_default()
+        ));
+        for r in &p.reasons {
+            o.push_str(&format!("    why: {r}\n"));
+        }
+        o.push_str(&format!(
+            "    may approve: {}{}\n    paygate approve {}\n",
+            if p.who_may_approve.is_empty() {
+                "nobody yet — an admin grants the approver role: paygate users grant NAME approver --channel CH".to_string()
+            } else {
+                p.who_may_approve.join(", ")
+            },
+            match p.you_may_approve {
+                Some(true) => " (you may)",
+                Some(false) => " (not you)",
+                None => "",
+            },
+            p.batch
+        ));
     }
     o
 }

@@ -8,6 +8,7 @@
 //! transport, OpenPGP on both sides); nothing is faked but the bank.
 
 use super::Exit;
+use crate::approval::Role;
 use crate::banksim::{SimConfig, Simulator};
 use crate::daemon::{self, control};
 use crate::model::BatchState;
@@ -129,6 +130,8 @@ fn setup(dir: &Path) -> Result<PathBuf, String> {
 data_dir = "{d}/data"
 templates_dir = "{templates}"
 workers = 2
+# The bootstrap admin: you. The demo grants the other roles it needs (see `paygate users list`).
+admin = "{me}"
 
 [company]
 name = "Acme (Shanghai) Trading Co., Ltd."
@@ -208,6 +211,13 @@ submitter = "hr-demo"
 
 [channels.payroll.approval]
 required = 1
+tiers = [{{ above = "5000000.00", required = 2 }}]
+
+# A first run: every payee is new, and the same payroll comes in two formats. In production
+# keep these checks on; each finding asks for one more approver.
+[channels.payroll.approval.scrutiny]
+new_beneficiary = false
+duplicate_days = 0
 
 [channels.payroll.limits]
 max_amount = "200000.00"
@@ -222,8 +232,12 @@ submitter = "erp-demo"
 [channels.supplier.approval]
 # Supplier runs below these totals go out without a person.
 auto_below = {{ EUR = "1000000.00", USD = "1000000.00", GBP = "1000000.00", CHF = "1000000.00", JPY = "150000000" }}
+
+[channels.supplier.approval.scrutiny]
+new_beneficiary = false
 "#,
         templates = templates.display(),
+        me = crate::daemon::folders::current_user(),
         co_sec = co_sec.display(),
         bank_pub = bank_pub.display(),
     );
@@ -262,6 +276,22 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
         Err(e) => return fail("starting the daemon", e),
     };
     let ctx = prepared.ctx.clone();
+    // The roles the demo needs: HR's and the ERP's system identities submit; you approve.
+    let me = daemon::folders::current_user();
+    for (name, system, role, channel) in [
+        ("hr-demo", true, Role::Submitter, "payroll"),
+        ("erp-demo", true, Role::Submitter, "supplier"),
+        (me.as_str(), false, Role::Approver, "*"),
+    ] {
+        if let Err(e) = ctx
+            .store
+            .grant_for_demo(name, system, role, channel, chrono::Utc::now())
+            .await
+        {
+            return fail("store", e);
+        }
+    }
+    println!("roles      hr-demo and erp-demo submit; {me} approves (paygate users list)");
     daemon::start(prepared).await;
     println!(
         "daemon     running (control socket {})",

@@ -1,6 +1,7 @@
 //! Command line: clap definitions and dispatch. The only place where `anyhow` is used; every
 //! command returns an exit code from `Exit`.
 
+mod access;
 mod check_config;
 mod convert;
 mod daemon;
@@ -90,6 +91,11 @@ enum Command {
     Status(daemon::StatusArgs),
     /// Reload the running daemon's config (as SIGHUP does)
     Reload,
+    /// Users and their roles: list, add, grant, revoke, disable, enable, review
+    #[command(subcommand)]
+    Users(access::UsersCommand),
+    /// The audit trail: read it (filtered), verify its chain, export it with the hashes
+    Audit(access::AuditArgs),
     /// Play the bank's side of a transport (joint testing, demos): answers pain.002 and camt.054
     BankSim(sim::Args),
     /// The daemon and a simulated bank end to end, on embedded defaults, with no setup
@@ -136,6 +142,8 @@ pub fn main() -> ExitCode {
         Command::Readmit(a) => daemon::readmit(a, &config_path),
         Command::Status(a) => daemon::status(a, &config_path),
         Command::Reload => daemon::reload(&config_path),
+        Command::Users(c) => access::users(c, &config_path),
+        Command::Audit(a) => access::audit(a, &config_path),
         Command::BankSim(a) => sim::run(a),
         Command::Demo(a) => demo::run(a),
     };

@@ -34,6 +34,10 @@ pub struct BatchesArgs {
     /// Only batches in this state (e.g. sent, accepted, completed, partially_rejected, rejected)
     #[arg(long)]
     state: Option<String>,
+    /// Only the batches waiting for approval: what each needs, why, and who may approve it
+    /// (asks the running daemon, as the user running this command)
+    #[arg(long, conflicts_with = "state")]
+    pending: bool,
     #[arg(long)]
     json: bool,
 }
@@ -53,6 +57,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// Approvals a batch waiting for them still needs.
+fn still_needed(b: &crate::store::BatchRow, given: usize) -> Option<i64> {
+    (b.state == crate::model::BatchState::AwaitingApproval)
+        .then(|| b.approvals_required.map(|r| (r - given as i64).max(0)))
+        .flatten()
 }
 
 fn looks_sealed(b: &[u8]) -> bool {
@@ -226,6 +237,9 @@ pub fn reconcile(args: ReconcileArgs, config_path: &Path) -> Exit {
 }
 
 pub fn batches(args: BatchesArgs, config_path: &Path) -> Exit {
+    if args.pending {
+        return pending(args.json, config_path);
+    }
     let cfg = match load_config(config_path) {
         Ok(c) => c,
         Err(e) => return e,
@@ -314,6 +328,35 @@ pub fn batches(args: BatchesArgs, config_path: &Path) -> Exit {
     })
 }
 
+fn pending(json: bool, config_path: &Path) -> Exit {
+    use crate::daemon::control::Request;
+    let resp = match super::daemon::ask(config_path, &Request::Pending) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if !resp.ok {
+        return super::daemon::answer(resp);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&resp.data).unwrap_or_default()
+        );
+        return Exit::Ok;
+    }
+    match serde_json::from_value::<Vec<crate::daemon::PendingApproval>>(resp.data) {
+        Ok(p) => {
+            println!("waiting for approval");
+            print!("{}", super::daemon::render_pending(&p));
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("paygate: the daemon's answer could not be read: {e}");
+            Exit::Usage
+        }
+    }
+}
+
 pub fn batch(cmd: BatchCommand, config_path: &Path) -> Exit {
     let BatchCommand::Show { id, json } = cmd;
     let cfg = match load_config(config_path) {
@@ -332,10 +375,11 @@ pub fn batch(cmd: BatchCommand, config_path: &Path) -> Exit {
                 store.payments(id).await?,
                 store.payment_history(id).await?,
                 store.file_name_of_batch(id).await?,
+                store.approvals(id).await?,
             ))
         }
         .await;
-        let (b, history, payments, events, file) = match data {
+        let (b, history, payments, events, file, approvals) = match data {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("paygate: {e}");
@@ -345,7 +389,13 @@ pub fn batch(cmd: BatchCommand, config_path: &Path) -> Exit {
         let lang = cfg.channel(&b.channel).map_or(Language::En, |c| c.report_language);
         if json {
             let v = serde_json::json!({
-                "batch": {"id": b.id, "channel": b.channel, "bank": b.bank, "state": b.state.as_str(), "msg_id": b.msg_id, "file": file},
+                "batch": {"id": b.id, "channel": b.channel, "bank": b.bank, "state": b.state.as_str(), "msg_id": b.msg_id, "file": file, "submitter": b.submitter},
+                "approval": {
+                    "required": b.approvals_required,
+                    "given": approvals,
+                    "still_needed": still_needed(&b, approvals.len()),
+                    "reasons": b.approval_reasons,
+                },
                 "history": history.iter().map(|(f, t, e)| serde_json::json!({"from": f, "to": t, "event": e})).collect::<Vec<_>>(),
                 "payments": payments,
                 "payment_history": events,
@@ -356,6 +406,27 @@ pub fn batch(cmd: BatchCommand, config_path: &Path) -> Exit {
         println!("batch {} · {} · channel {} · bank {} · MsgId {} · from {}", b.id, b.state, b.channel, b.bank, b.msg_id.as_deref().unwrap_or("-"), file);
         let h: Vec<String> = history.iter().map(|(_, to, ev)| format!("{to} ({ev})")).collect();
         println!("  history: {}", h.join(" → "));
+        println!(
+            "  submitted by {} · approvals required {} · given {}{}",
+            b.submitter.as_deref().unwrap_or("?"),
+            b.approvals_required.map_or("not decided yet".into(), |r| r.to_string()),
+            approvals.len(),
+            match still_needed(&b, approvals.len()) {
+                Some(n) if n > 0 => format!(" · {n} still needed"),
+                _ => String::new(),
+            }
+        );
+        for r in &b.approval_reasons {
+            println!("    why: {r}");
+        }
+        for a in &approvals {
+            println!(
+                "    approved by {} at {}{}",
+                a.approver,
+                a.at,
+                a.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
+            );
+        }
         for p in &payments {
             let state = PaymentState::parse(&p.state).unwrap_or(PaymentState::Pending);
             let scale = p.currency.parse::<crate::model::Currency>().map_or(2, |c| c.minor_units());

@@ -1,9 +1,13 @@
-//! The control socket: `paygate approve`, `reject`, `readmit`, `status` and `reload` talk to
-//! the running daemon here, one JSON line each way. The caller is who the kernel says it is
-//! (`SO_PEERCRED`), never what the request says.
+//! The control socket: `paygate approve`, `reject`, `readmit`, `status`, `reload`, `users`,
+//! `audit` and `batches --pending` talk to the running daemon here, one JSON line each way. The
+//! caller is who the kernel says it is (`SO_PEERCRED`), never what the request says, and every
+//! request is checked against the caller's roles in the store before anything happens.
 
 use super::Ctx;
 use super::folders;
+use crate::approval::{self, ANY_CHANNEL, Role};
+use crate::config::AmountLimit;
+use crate::store::AccessError;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -31,6 +35,49 @@ pub enum Request {
         reason: Option<String>,
     },
     Reload,
+    /// Batches waiting for approval, with what they need and who may give it.
+    Pending,
+    UsersList,
+    UsersAdd {
+        name: String,
+        #[serde(default)]
+        system: bool,
+        reason: String,
+    },
+    UsersGrant {
+        name: String,
+        role: String,
+        channel: String,
+        #[serde(default)]
+        limit: Option<String>,
+        reason: String,
+    },
+    UsersRevoke {
+        name: String,
+        role: String,
+        channel: String,
+        reason: String,
+    },
+    UsersDisable {
+        name: String,
+        reason: String,
+    },
+    UsersEnable {
+        name: String,
+        reason: String,
+    },
+    UsersReview {
+        unused_days: u32,
+    },
+    Audit {
+        #[serde(default)]
+        batch: Option<i64>,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        since: Option<String>,
+    },
+    AuditVerify,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +101,13 @@ impl Response {
             ok: false,
             message: message.into(),
             data: serde_json::Value::Null,
+        }
+    }
+    fn data(message: impl Into<String>, data: impl Serialize) -> Response {
+        Response {
+            ok: true,
+            message: message.into(),
+            data: serde_json::to_value(data).unwrap_or_default(),
         }
     }
 }
@@ -165,34 +219,59 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::UnixListener, token: Can
 }
 
 async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
+    let now = chrono::Utc::now();
     match req {
-        Request::Status => match super::status(ctx).await {
-            Ok(s) => Response {
-                ok: true,
-                message: String::new(),
-                data: serde_json::to_value(s).unwrap_or_default(),
-            },
-            Err(e) => Response::err(e.to_string()),
-        },
+        Request::Status => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Auditor, Role::Approver, Role::Submitter],
+                "see the daemon's status",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            match super::status(ctx).await {
+                Ok(s) => Response::data("", s),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
+        Request::Pending => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Auditor, Role::Approver, Role::Submitter],
+                "see the batches waiting for approval",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            match super::pending_approvals(ctx, Some(user)).await {
+                Ok(p) => Response::data("", p),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
         Request::Approve { batch, comment } => approve(ctx, user, batch, comment).await,
         Request::Reject { batch, reason } => {
             if reason.trim().is_empty() {
                 return Response::err("give a reason: paygate reject ID --reason TEXT");
             }
-            if let Err(m) = may_approve(ctx, user, batch).await {
-                return Response::err(m);
-            }
-            match ctx
-                .store
-                .decline(batch, user, &reason, chrono::Utc::now())
-                .await
-            {
+            match ctx.store.decline(batch, user, &reason, now).await {
                 Ok(_) => {
                     tracing::warn!(
                         batch,
                         stage = "declined",
                         "batch {batch} declined by {user}: {reason}"
                     );
+                    super::stages::note_to_submitter(
+                        ctx,
+                        batch,
+                        "declined",
+                        &format!("declined by {user}: {reason}"),
+                    )
+                    .await;
                     Response::ok(format!(
                         "batch {batch} declined by {user}; it will not be sent"
                     ))
@@ -201,63 +280,410 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
             }
         }
         Request::Readmit { path, reason } => readmit(ctx, user, &path, reason).await,
-        Request::Reload => match super::reload(ctx, user).await {
-            Ok(m) => Response::ok(m),
-            Err(m) => Response::err(m),
-        },
+        Request::Reload => {
+            if let Err(e) = ctx
+                .store
+                .authorize(user, Role::Admin, ANY_CHANNEL, "reload the config")
+                .await
+            {
+                return Response::err(e.to_string());
+            }
+            match super::reload(ctx, user).await {
+                Ok(m) => Response::ok(m),
+                Err(m) => Response::err(m),
+            }
+        }
+        Request::UsersList => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Auditor],
+                "list users and roles",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            match users_view(ctx).await {
+                Ok(u) => Response::data("", u),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
+        Request::UsersAdd {
+            name,
+            system,
+            reason,
+        } => {
+            if let Some(m) = need_reason(&reason) {
+                return Response::err(m);
+            }
+            let uid = folders::user_id(&name);
+            if uid.is_none() && !system {
+                return Response::err(format!(
+                    "there is no OS account `{name}` on this machine; paygate users are OS accounts (for a channel's configured submitter that is no account, add it with --system)"
+                ));
+            }
+            let uid = if system { None } else { uid };
+            done(
+                ctx.store
+                    .add_user(user, &name, uid, system, &reason, now)
+                    .await,
+                format!(
+                    "{name} added by {user}; grant roles with: paygate users grant {name} ROLE --channel CH --reason TEXT"
+                ),
+            )
+        }
+        Request::UsersGrant {
+            name,
+            role,
+            channel,
+            limit,
+            reason,
+        } => {
+            if let Some(m) = need_reason(&reason) {
+                return Response::err(m);
+            }
+            let role = match parse_role(&role) {
+                Ok(r) => r,
+                Err(m) => return Response::err(m),
+            };
+            if let Err(m) = known_channel(ctx, &channel) {
+                return Response::err(m);
+            }
+            let limit = match limit.as_deref().map(AmountLimit::parse).transpose() {
+                Ok(l) => l,
+                Err(m) => return Response::err(format!("--limit: {m}")),
+            };
+            done(
+                ctx.store
+                    .grant(user, &name, role, &channel, limit.as_ref(), &reason, now)
+                    .await,
+                format!(
+                    "{name} now holds {role} on channel `{channel}`{} (granted by {user})",
+                    limit
+                        .map(|l| format!(" up to {l} per batch"))
+                        .unwrap_or_default()
+                ),
+            )
+        }
+        Request::UsersRevoke {
+            name,
+            role,
+            channel,
+            reason,
+        } => {
+            if let Some(m) = need_reason(&reason) {
+                return Response::err(m);
+            }
+            let role = match parse_role(&role) {
+                Ok(r) => r,
+                Err(m) => return Response::err(m),
+            };
+            let cfg = ctx.cfg();
+            done(
+                ctx.store
+                    .revoke(
+                        user,
+                        &name,
+                        role,
+                        &channel,
+                        &reason,
+                        cfg.paygate.admin.as_deref(),
+                        now,
+                    )
+                    .await,
+                format!(
+                    "{name} no longer holds {role} on channel `{channel}` (revoked by {user}); this holds from now on"
+                ),
+            )
+        }
+        Request::UsersDisable { name, reason } | Request::UsersEnable { name, reason }
+            if need_reason(&reason).is_some() =>
+        {
+            let _ = name;
+            Response::err(need_reason(&reason).unwrap_or_default())
+        }
+        Request::UsersDisable { name, reason } => {
+            let cfg = ctx.cfg();
+            done(
+                ctx.store
+                    .set_user_enabled(
+                        user,
+                        &name,
+                        false,
+                        &reason,
+                        cfg.paygate.admin.as_deref(),
+                        now,
+                    )
+                    .await,
+                format!("{name} disabled by {user}: every role of theirs is inert from now on"),
+            )
+        }
+        Request::UsersEnable { name, reason } => done(
+            ctx.store
+                .set_user_enabled(user, &name, true, &reason, None, now)
+                .await,
+            format!("{name} enabled again by {user}"),
+        ),
+        Request::UsersReview { unused_days } => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Auditor],
+                "review permissions",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            match review(ctx, user, unused_days).await {
+                Ok(r) => Response::data(
+                    format!(
+                        "review by {user} recorded: {} role(s), {} flagged",
+                        r.lines.len(),
+                        r.flagged
+                    ),
+                    r,
+                ),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
+        Request::Audit {
+            batch,
+            user: who,
+            since,
+        } => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Auditor],
+                "read the audit trail",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            let since = match since.as_deref().map(parse_since).transpose() {
+                Ok(s) => s,
+                Err(m) => return Response::err(m),
+            };
+            match ctx.store.audit_records(batch, who.as_deref(), since).await {
+                Ok(r) => Response::data("", r),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
+        Request::AuditVerify => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Auditor],
+                "verify the audit trail",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            match ctx.store.verify_audit().await {
+                Ok(Ok(n)) => Response::ok(format!(
+                    "the audit trail is intact: {n} entries, each chained to the one before"
+                )),
+                Ok(Err(broken)) => Response {
+                    ok: false,
+                    message: broken.to_string(),
+                    data: serde_json::json!({ "broken_at": broken.seq }),
+                },
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
     }
 }
 
-/// The channel's approvers list, when it has one, must name the user.
-async fn may_approve(ctx: &Arc<Ctx>, user: &str, batch: i64) -> Result<(), String> {
-    let row = ctx.store.batch(batch).await.map_err(|e| e.to_string())?;
+fn need_reason(reason: &str) -> Option<String> {
+    reason
+        .trim()
+        .is_empty()
+        .then(|| "give a reason (--reason TEXT): every change of users and roles is on the record with who, when and why".into())
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a role; roles: {}",
+            Role::ALL.map(|r| r.as_str()).join(", ")
+        )
+    })
+}
+
+fn known_channel(ctx: &Arc<Ctx>, channel: &str) -> Result<(), String> {
     let cfg = ctx.cfg();
-    let Some(ch) = cfg.channel(&row.channel) else {
-        return Err(format!(
-            "batch {batch}'s channel `{}` is no longer configured",
-            row.channel
-        ));
-    };
-    if !ch.approval.approvers.is_empty() && !ch.approval.approvers.iter().any(|a| a == user) {
-        let _ = ctx
-            .store
-            .audit_event(
-                user,
-                "approval.refused",
-                Some(batch),
-                "not among the channel's approvers",
-            )
-            .await;
-        return Err(format!(
-            "{user} may not approve channel `{}`'s batches (approvers: {})",
-            row.channel,
-            ch.approval.approvers.join(", ")
-        ));
+    if channel == ANY_CHANNEL || cfg.channels.contains_key(channel) {
+        Ok(())
+    } else {
+        Err(format!(
+            "there is no channel `{channel}`; channels: {} (or * for every channel)",
+            cfg.channels.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
     }
-    Ok(())
+}
+
+fn done(r: Result<(), AccessError>, ok: String) -> Response {
+    match r {
+        Ok(()) => {
+            tracing::info!(stage = "access", "{ok}");
+            Response::ok(ok)
+        }
+        Err(e) => Response::err(e.to_string()),
+    }
+}
+
+/// The caller holds one of `roles` on some channel (read-only requests).
+async fn reader(ctx: &Arc<Ctx>, user: &str, roles: &[Role], action: &str) -> Result<(), String> {
+    let p = ctx.store.person(user).await.map_err(|e| e.to_string())?;
+    match approval::any_of(&p, roles, action) {
+        Ok(g) => {
+            let _ = ctx.store.role_used(user, g, chrono::Utc::now()).await;
+            Ok(())
+        }
+        Err(r) => Err(r.to_string()),
+    }
+}
+
+/// `--since`: an RFC 3339 time or a day (`2026-12-01`, from its start in local time).
+pub fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok_or_else(|| format!("--since {s:?}: give a day (2026-12-01) or an RFC 3339 time"))
+}
+
+/// Users with their roles, and whether their OS account still exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub uid: Option<i64>,
+    pub system: bool,
+    pub disabled_at: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub os_account: String,
+    pub roles: Vec<RoleView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleView {
+    pub role: String,
+    pub channel: String,
+    pub limit: Option<String>,
+    pub granted_by: String,
+    pub granted_at: String,
+    pub reason: String,
+    pub last_used_at: Option<String>,
+}
+
+fn os_account(name: &str, uid: Option<i64>, system: bool) -> approval::OsAccount {
+    if system {
+        return approval::OsAccount::NotNeeded;
+    }
+    match (folders::user_id(name), uid) {
+        (None, _) => approval::OsAccount::Missing,
+        (Some(now), Some(then)) if i64::from(now) != then => approval::OsAccount::UidChanged,
+        _ => approval::OsAccount::Present,
+    }
+}
+
+async fn users_view(ctx: &Arc<Ctx>) -> Result<Vec<UserView>, crate::store::StoreError> {
+    Ok(ctx
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| UserView {
+            os_account: os_account(&u.name, u.uid, u.system).as_str().into(),
+            name: u.name,
+            uid: u.uid,
+            system: u.system,
+            disabled_at: u.disabled_at,
+            created_at: u.created_at,
+            created_by: u.created_by,
+            roles: u
+                .roles
+                .into_iter()
+                .map(|r| RoleView {
+                    role: r.role,
+                    channel: r.channel,
+                    limit: r.limit,
+                    granted_by: r.granted_by,
+                    granted_at: r.granted_at,
+                    reason: r.reason,
+                    last_used_at: r.last_used_at,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Review {
+    pub reviewer: String,
+    pub at: String,
+    pub unused_days: u32,
+    pub lines: Vec<approval::ReviewLine>,
+    pub flagged: usize,
+    pub previous: Option<(String, String)>,
+}
+
+async fn review(
+    ctx: &Arc<Ctx>,
+    reviewer: &str,
+    unused_days: u32,
+) -> Result<Review, crate::store::StoreError> {
+    let now = chrono::Utc::now();
+    let previous = ctx.store.last_review().await?;
+    let mut inputs = Vec::new();
+    for u in ctx.store.users().await? {
+        let os = os_account(&u.name, u.uid, u.system);
+        inputs.push(approval::ReviewInput {
+            user: u.name.clone(),
+            disabled: u.disabled_at.is_some(),
+            os_account: os,
+            roles: u
+                .roles
+                .iter()
+                .map(|r| approval::ReviewRole {
+                    role: r.role.clone(),
+                    channel: r.channel.clone(),
+                    limit: r.limit.clone(),
+                    granted_by: r.granted_by.clone(),
+                    granted_at: r.granted_at.clone(),
+                    last_used_at: r.last_used_at.clone(),
+                })
+                .collect(),
+        });
+    }
+    let lines = approval::review(&inputs, now, unused_days);
+    let flagged = lines.iter().filter(|l| !l.flags.is_empty()).count();
+    ctx.store
+        .record_review(reviewer, unused_days, lines.len(), flagged, now)
+        .await?;
+    Ok(Review {
+        reviewer: reviewer.into(),
+        at: now.to_rfc3339(),
+        unused_days,
+        lines,
+        flagged,
+        previous,
+    })
 }
 
 async fn approve(ctx: &Arc<Ctx>, user: &str, batch: i64, comment: Option<String>) -> Response {
-    if let Err(m) = may_approve(ctx, user, batch).await {
-        return Response::err(m);
-    }
-    let cfg = ctx.cfg();
-    let required = ctx
-        .store
-        .batch(batch)
-        .await
-        .ok()
-        .and_then(|r| cfg.channel(&r.channel).map(|c| c.approval.required))
-        .unwrap_or(1);
     match ctx
         .store
-        .approve(
-            batch,
-            user,
-            comment.as_deref(),
-            required,
-            chrono::Utc::now(),
-        )
+        .approve(batch, user, comment.as_deref(), chrono::Utc::now())
         .await
     {
         Ok(a) => {
@@ -282,17 +708,15 @@ async fn approve(ctx: &Arc<Ctx>, user: &str, batch: i64, comment: Option<String>
                     a.required - a.approvals
                 )
             };
-            Response {
-                ok: true,
-                message,
-                data: serde_json::to_value(a).unwrap_or_default(),
-            }
+            Response::data(message, a)
         }
         Err(e) => {
-            let _ = ctx
-                .store
-                .audit_event(user, "approval.refused", Some(batch), &e.to_string())
-                .await;
+            tracing::warn!(
+                batch,
+                stage = "approval",
+                error_code = "approval.refused",
+                "{e}"
+            );
             Response::err(e.to_string())
         }
     }
@@ -319,6 +743,13 @@ async fn readmit(ctx: &Arc<Ctx>, user: &str, path: &str, reason: Option<String>)
             "{path} is not in a channel's rejected/ folder: only refused duplicates are re-admitted"
         ));
     };
+    if let Err(e) = ctx
+        .store
+        .authorize(user, Role::Admin, &channel, "re-admit a file")
+        .await
+    {
+        return Response::err(e.to_string());
+    }
     let meta = match std::fs::symlink_metadata(&canon) {
         Ok(m) if m.is_file() => m,
         _ => return Response::err(format!("{path}: not a regular file")),

@@ -267,6 +267,31 @@ pub fn owner_of(path: &Path) -> io::Result<String> {
     Ok(user_name(std::fs::symlink_metadata(path)?.uid()))
 }
 
+/// The user running this process.
+pub fn current_user() -> String {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    user_name(unsafe { libc::getuid() })
+}
+
+/// The uid of an OS account, if the account exists.
+pub fn user_id(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in `user_name`.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+}
+
 /// The gid of a group name.
 pub fn group_id(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;

@@ -40,6 +40,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Admin(String),
 }
 
 impl DaemonError {
@@ -52,6 +54,7 @@ impl DaemonError {
                 | DaemonError::Folder(_)
                 | DaemonError::Socket(_)
                 | DaemonError::DataDir(..)
+                | DaemonError::Admin(_)
         )
     }
 }
@@ -133,6 +136,7 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     let store = Store::open(&cfg.database_url())
         .await?
         .with_audit_anchor(data.join("audit.anchor"));
+    bootstrap_admin(&cfg, &store).await?;
     let listener = control::bind(&cfg.control_socket(), cfg.paygate.control_group.as_deref())
         .map_err(DaemonError::Socket)?;
     for (name, b) in &cfg.banks {
@@ -156,6 +160,29 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
         tasks: TaskTracker::new(),
     });
     Ok(Prepared { ctx, listener })
+}
+
+/// The config's bootstrap admin holds `admin` on every channel; without one nobody could
+/// grant a role, so the daemon does not start.
+async fn bootstrap_admin(cfg: &Config, store: &Store) -> Result<(), DaemonError> {
+    let Some(admin) = cfg.paygate.admin.as_deref() else {
+        return Err(DaemonError::Admin(
+            "paygate.admin: name the OS user who administers paygate's users and roles (the bootstrap admin); every other role is granted with `paygate users grant`".into(),
+        ));
+    };
+    let uid = folders::user_id(admin);
+    if uid.is_none() {
+        return Err(DaemonError::Admin(format!(
+            "paygate.admin: there is no OS account `{admin}` on this machine"
+        )));
+    }
+    if store.ensure_bootstrap_admin(admin, uid, Utc::now()).await? {
+        tracing::info!(
+            stage = "access",
+            "{admin} holds admin on every channel (paygate.admin)"
+        );
+    }
+    Ok(())
 }
 
 fn check_folders(cfg: &Config) -> Result<(), DaemonError> {
@@ -308,6 +335,9 @@ pub async fn reload(ctx: &Arc<Ctx>, by: &str) -> Result<String, String> {
         );
     }
     check_folders(&new).map_err(|e| format!("config NOT reloaded: {e}"))?;
+    bootstrap_admin(&new, &ctx.store)
+        .await
+        .map_err(|e| format!("config NOT reloaded: {e}"))?;
     let old = ctx.cfg();
     let added: Vec<&String> = new
         .channels
@@ -709,17 +739,27 @@ pub struct ChannelStatus {
     pub rejected: usize,
 }
 
+/// A batch waiting for approval: what it needs, why, and who may give it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PendingApproval {
     pub batch: i64,
     pub channel: String,
     pub file: String,
     pub submitter: Option<String>,
+    pub payments: i64,
     pub totals: Vec<String>,
     pub approvals: Vec<String>,
     pub required: u32,
-    pub who_may_approve: String,
-    pub waiting_since: Option<String>,
+    pub still_needed: u32,
+    /// Why that many approvals: the tier, and each scrutiny finding.
+    pub reasons: Vec<String>,
+    /// Active users whose approval would count now (role, limit, not the submitter, not yet).
+    pub who_may_approve: Vec<String>,
+    /// Whether the user asking may approve it.
+    #[serde(default)]
+    pub you_may_approve: Option<bool>,
+    pub waiting_since: String,
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -748,6 +788,60 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Batches waiting for approval; with `asking`, whether that user may approve each.
+pub async fn pending_approvals(
+    ctx: &Arc<Ctx>,
+    asking: Option<&str>,
+) -> Result<Vec<PendingApproval>, StoreError> {
+    let cfg = ctx.cfg();
+    let people: Vec<crate::approval::Person> = {
+        let mut v = Vec::new();
+        for u in ctx.store.users().await? {
+            v.push(ctx.store.person(&u.name).await?);
+        }
+        v
+    };
+    let mut out = Vec::new();
+    for p in ctx.store.pending().await? {
+        let facts = crate::approval::BatchFacts {
+            id: p.batch,
+            channel: p.channel.clone(),
+            submitter: p.submitter.clone(),
+            totals: p.totals.clone(),
+            approved_by: p.approved_by.clone(),
+        };
+        let may = |who: &crate::approval::Person| crate::approval::may_approve(who, &facts).is_ok();
+        let expires_at = cfg.channel(&p.channel).and_then(|ch| {
+            DateTime::parse_from_rfc3339(&p.waiting_since)
+                .ok()
+                .map(|t| {
+                    crate::approval::expires_at(t.with_timezone(&Utc), &ch.approval).to_rfc3339()
+                })
+        });
+        out.push(PendingApproval {
+            who_may_approve: people
+                .iter()
+                .filter(|x| may(x))
+                .map(|x| x.name.clone())
+                .collect(),
+            you_may_approve: asking.map(|a| people.iter().any(|x| x.name == a && may(x))),
+            still_needed: p.required.saturating_sub(p.approved_by.len() as u32),
+            batch: p.batch,
+            channel: p.channel,
+            file: p.file,
+            submitter: p.submitter,
+            payments: p.payments,
+            totals: p.totals.iter().map(|m| m.to_string()).collect(),
+            approvals: p.approved_by,
+            required: p.required,
+            reasons: p.reasons,
+            waiting_since: p.waiting_since,
+            expires_at,
+        });
+    }
+    Ok(out)
+}
+
 pub async fn status(ctx: &Arc<Ctx>) -> Result<Status, StoreError> {
     let cfg = ctx.cfg();
     let mut channels = Vec::new();
@@ -764,61 +858,7 @@ pub async fn status(ctx: &Arc<Ctx>) -> Result<Status, StoreError> {
         });
     }
     let batches = ctx.store.batch_counts().await?.into_iter().collect();
-    let mut pending = Vec::new();
-    for row in ctx
-        .store
-        .batches_in(&[BatchState::AwaitingApproval])
-        .await?
-    {
-        let ch = cfg.channel(&row.channel);
-        let totals = ctx
-            .store
-            .batch_totals(row.id)
-            .await?
-            .into_iter()
-            .filter_map(|(c, m, _)| {
-                c.parse()
-                    .ok()
-                    .map(|cc| crate::model::Money::from_minor_units(m, cc).to_string())
-            })
-            .collect();
-        let approvals = ctx
-            .store
-            .approvals(row.id)
-            .await?
-            .into_iter()
-            .map(|a| a.approver)
-            .collect();
-        let who = match ch {
-            Some(c) if !c.approval.approvers.is_empty() => c
-                .approval
-                .approvers
-                .iter()
-                .filter(|a| Some(a.as_str()) != row.submitter.as_deref())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            _ => format!(
-                "anyone with access to the control socket except {}",
-                row.submitter.as_deref().unwrap_or("the submitter")
-            ),
-        };
-        pending.push(PendingApproval {
-            batch: row.id,
-            channel: row.channel.clone(),
-            file: ctx
-                .store
-                .file_name_of_batch(row.id)
-                .await
-                .unwrap_or_default(),
-            submitter: row.submitter.clone(),
-            totals,
-            approvals,
-            required: ch.map_or(1, |c| c.approval.required),
-            who_may_approve: who,
-            waiting_since: ctx.store.state_since(row.id).await?,
-        });
-    }
+    let pending = pending_approvals(ctx, None).await?;
     let polled = ctx.banks.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut banks = Vec::new();
     for (name, b) in &cfg.banks {

@@ -8,11 +8,12 @@
 
 use super::Ctx;
 use super::folders::{self, Folders};
+use crate::approval::{self, Decision, HardLimits, Role};
 use crate::config::{Channel, Config};
 use crate::finding::{Finding, Severity};
-use crate::model::{BatchState, Event, Money, Payment};
+use crate::model::{BatchState, Payment};
 use crate::render::{self, BatchHeader, RenderError};
-use crate::store::{BatchRow, Claim, FileRecord};
+use crate::store::{BatchRow, Claim, FileRecord, IntakeQuery};
 use crate::validate::{Rules, validate_table};
 use chrono::Utc;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,30 @@ pub async fn process_claimed(
         .to_string_lossy()
         .into_owned();
     let name = folders::original_name(&claim).to_string();
+    if !ctx.store.claim_recorded(&claim).await? {
+        // A new file: its submitter must hold the channel's submitter role.
+        let submitter = match &ch.submitter {
+            Some(s) => s.clone(),
+            None => folders::owner_of(&claimed).map_err(io(&claimed))?,
+        };
+        if let Err(e) = ctx
+            .store
+            .authorize(&submitter, Role::Submitter, &channel, "submit files")
+            .await
+        {
+            let f = Folders::of(&cfg, ch);
+            return refuse_submitter(
+                &ctx,
+                &channel,
+                &f,
+                &claimed,
+                &name,
+                &submitter,
+                &e.to_string(),
+            )
+            .await;
+        }
+    }
     let p = claimed.clone();
     let (sha, size) = blocking(move || crate::delivery::sha256_file(&p))
         .await
@@ -443,8 +468,22 @@ async fn finish(
             tracing::warn!(batch = row.id, channel, stage = "rejected", error_code = "batch.invalid", file = %name, "{} errors: moved to {} with {to_name}.errors.txt and .errors.csv", v.errors, to.display());
             Ok(())
         }
-        BatchState::AwaitingApproval => {
+        BatchState::AwaitingApproval if row.approvals_required.is_none() => {
             decide_approval(ctx, cfg, ch, &row).await?;
+            super::crash_point("decided");
+            let row = ctx.store.batch(row.id).await?;
+            Box::pin(finish(
+                ctx, cfg, channel, ch, f, row, claimed, name, validated,
+            ))
+            .await
+        }
+        BatchState::Declined => {
+            // Declined by a hard limit at intake: the people who dropped it are told.
+            let why = row.approval_reasons.join("; ");
+            super::stages::note_to_submitter(ctx, row.id, "declined", &why).await;
+            archive(ctx, f, &row, claimed, name).await
+        }
+        BatchState::AwaitingApproval | BatchState::Approved => {
             archive(ctx, f, &row, claimed, name).await?;
             ctx.kick.notify_one();
             Ok(())
@@ -473,51 +512,112 @@ async fn archive(
     Ok(())
 }
 
-/// The channel's policy: batches under `auto_below` (in every currency they hold) are
-/// approved at once; the rest wait for `required` approvers.
+/// The approval policy decides a validated batch: declined over a hard limit, approved at
+/// once under `auto_below` with nothing for scrutiny, else waiting for as many distinct
+/// approvers as the tiers and the scrutiny findings ask for (recorded with the reasons).
 async fn decide_approval(
     ctx: &Ctx,
-    _cfg: &Config,
+    cfg: &Config,
     ch: &Channel,
     row: &BatchRow,
 ) -> Result<(), PickupError> {
-    let totals = ctx.store.batch_totals(row.id).await?;
-    let auto = match &ch.approval.auto_below {
-        Some(limit) if !totals.is_empty() => totals.iter().all(|(ccy, minor, _)| {
-            match (
-                ccy.parse(),
-                ccy.parse().ok().and_then(|c| limit.for_currency(c)),
-            ) {
-                (Ok(c), Some(lim)) => Money::from_minor_units(*minor, c).amount() < lim,
-                _ => false,
-            }
-        }),
-        _ => false,
+    let now = Utc::now();
+    let local_midnight = || {
+        chrono::Local::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
+            .map(|t| t.with_timezone(&Utc))
     };
-    let shown: Vec<String> = totals
-        .iter()
-        .filter_map(|(c, m, _)| {
-            c.parse()
-                .ok()
-                .map(|cc| Money::from_minor_units(*m, cc).to_string())
-        })
-        .collect();
-    if auto {
-        ctx.store
-            .transition(
-                row.id,
-                BatchState::AwaitingApproval,
-                &Event::Approved {
-                    policy_satisfied: true,
-                },
-                "paygate:auto-approval",
-                Utc::now(),
-            )
-            .await?;
-        tracing::info!(batch = row.id, channel = %row.channel, stage = "approved", "batch {} approved automatically: total {} is under the channel's auto_below", row.id, shown.join(" + "));
-    } else {
-        tracing::info!(batch = row.id, channel = %row.channel, stage = "awaiting_approval", "batch {} ({}) waits for {} approval(s): paygate approve {}", row.id, shown.join(" + "), ch.approval.required, row.id);
+    let account = cfg.company.accounts.get(&ch.debtor_account);
+    let max_account = account.and_then(|a| a.max_daily_total);
+    let s = &ch.approval.scrutiny;
+    let q = IntakeQuery {
+        channel: row.channel.clone(),
+        debtor_account: ch.debtor_account.clone(),
+        channel_day: ch
+            .limits
+            .max_daily_total
+            .as_ref()
+            .and_then(|_| local_midnight()),
+        account_day: max_account.and_then(|_| local_midnight()),
+        new_beneficiary: s.new_beneficiary,
+        duplicates_since: (s.duplicate_days > 0)
+            .then(|| now - chrono::Duration::days(i64::from(s.duplicate_days))),
+        outlier_factor: (s.outlier_factor > rust_decimal::Decimal::ZERO)
+            .then_some(s.outlier_factor),
+    };
+    let limits = HardLimits {
+        max_batch_total: ch.limits.max_batch_total.clone(),
+        max_daily_total: ch.limits.max_daily_total.clone(),
+        max_daily_per_account: max_account,
+        account: ch.debtor_account.clone(),
+        channel_key: format!("channels.{}", row.channel),
+    };
+    let decision = ctx
+        .store
+        .decide_intake(
+            row.id,
+            &q,
+            |facts| approval::decide(&ch.approval, &limits, facts),
+            now,
+        )
+        .await?;
+    match &decision {
+        Decision::Approved { reason } => {
+            tracing::info!(batch = row.id, channel = %row.channel, stage = "approved", "batch {} approved automatically: {reason}", row.id);
+        }
+        Decision::Awaiting { required, reasons } => {
+            tracing::info!(batch = row.id, channel = %row.channel, stage = "awaiting_approval", "batch {} waits for {required} approval(s) ({}): paygate approve {}", row.id, reasons.join("; "), row.id);
+        }
+        Decision::Declined { limit, message } => {
+            tracing::warn!(batch = row.id, channel = %row.channel, stage = "declined", error_code = "batch.over_limit", "batch {} declined: {message} ({limit})", row.id);
+        }
     }
+    Ok(())
+}
+
+/// A file whose submitter does not hold the submitter role on the channel: moved aside with
+/// a note saying who may submit and how to get the role; nothing is recorded but the audit
+/// entry, so the same file is taken once the role is granted and it is dropped again.
+async fn refuse_submitter(
+    ctx: &Ctx,
+    channel: &str,
+    f: &Folders,
+    claimed: &Path,
+    name: &str,
+    submitter: &str,
+    why: &str,
+) -> Result<(), PickupError> {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
+    let to = folders::free_name(&f.rejected, name, &stamp);
+    let to_name = to
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    write_text(
+        &f.rejected.join(format!("{to_name}.errors.txt")),
+        &format!(
+            "{name}: not processed — files in channel `{channel}` are accepted only from users holding its submitter role, and this file came from {submitter}.\n\
+             {why}\n\
+             Nothing from this file was recorded or sent. Once the role is granted, drop the file into inbound/ again.\n\n\
+             {name}：未处理——通道 `{channel}` 只接受具有提交人（submitter）角色的用户提交的文件，本文件来自 {submitter}。请管理员授予角色后重新放入 inbound/。\n"
+        ),
+    )
+    .map_err(io(&f.rejected))?;
+    std::fs::rename(claimed, &to).map_err(io(claimed))?;
+    folders::sync_dir(&f.rejected);
+    folders::sync_dir(&f.processing);
+    tracing::warn!(channel, file = %name, submitter, stage = "pickup", error_code = "pickup.not_a_submitter", "refused: {why}; moved to {}", to.display());
+    ctx.store
+        .audit_event(
+            submitter,
+            "file.refused",
+            None,
+            &format!("channel={channel} name={name} reason={why}"),
+        )
+        .await?;
     Ok(())
 }
 

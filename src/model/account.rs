@@ -142,9 +142,15 @@ pub enum AccountProblem {
     },
 }
 
-/// Removes the spaces (and hyphens, for domestic numbers) people use to make numbers readable.
+/// Removes the spaces (and hyphens, for domestic numbers) people use to make numbers readable,
+/// and folds full-width forms (`６２２２`, typed with a Chinese or Japanese input method) to ASCII,
+/// so that one account is always stored, and compared, the same way.
 fn compact(raw: &str, drop_hyphens: bool) -> String {
     raw.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),
+            c => c,
+        })
         .filter(|c| !(c.is_whitespace() || drop_hyphens && *c == '-'))
         .collect::<String>()
         .to_ascii_uppercase()
@@ -350,6 +356,16 @@ impl BankId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_width_and_spaced_forms_are_one_account() {
+        let a = Iban::parse("ＤＥ８９　３７０４　００４４　０５３２　０１３０　００").unwrap();
+        let b = Iban::parse("de89 3704 0044 0532 0130 00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "DE89370400440532013000");
+        let d = DomesticAccount::parse("６２２２－０２１２－３４５６－７８９０", 9, 25).unwrap();
+        assert_eq!(d.as_str(), "6222021234567890");
+    }
 
     #[test]
     fn iban_vectors_from_many_countries() {

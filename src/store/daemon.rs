@@ -27,26 +27,6 @@ pub enum Claim {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApprovalError {
-    #[error("batch {0} does not exist")]
-    NoSuchBatch(i64),
-    #[error("batch {batch} is `{state}`, not waiting for approval")]
-    NotAwaiting { batch: i64, state: BatchState },
-    #[error("{user} submitted batch {batch} and cannot approve it (maker-checker)")]
-    OwnBatch { batch: i64, user: String },
-    #[error("{user} has already approved batch {batch}; another person must approve it")]
-    AlreadyApproved { batch: i64, user: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for ApprovalError {
-    fn from(e: sqlx::Error) -> Self {
-        ApprovalError::Store(StoreError::Sql(e))
-    }
-}
-
 /// What an approval did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Approved {
@@ -273,140 +253,6 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Records an approval. Refused for the batch's submitter, for a second approval by the
-    /// same person, and for a batch not waiting for approval. With `required` distinct
-    /// approvals the batch moves to `approved`, in the same transaction.
-    pub async fn approve(
-        &self,
-        batch: i64,
-        approver: &str,
-        comment: Option<&str>,
-        required: u32,
-        at: DateTime<Utc>,
-    ) -> Result<Approved, ApprovalError> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT state, submitter FROM batches WHERE id = $1")
-            .bind(batch)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(ApprovalError::NoSuchBatch(batch))?;
-        let state_s: String = row.get(0);
-        let state = BatchState::parse(&state_s).ok_or(StoreError::BadState(state_s))?;
-        let submitter: Option<String> = row.get(1);
-        if state != BatchState::AwaitingApproval {
-            return Err(ApprovalError::NotAwaiting { batch, state });
-        }
-        if submitter.as_deref() == Some(approver) {
-            return Err(ApprovalError::OwnBatch {
-                batch,
-                user: approver.into(),
-            });
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO approvals (batch_id, approver, at, comment) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (batch_id, approver) DO NOTHING",
-        )
-        .bind(batch)
-        .bind(approver)
-        .bind(ts(at))
-        .bind(comment)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(ApprovalError::AlreadyApproved {
-                batch,
-                user: approver.into(),
-            });
-        }
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM approvals WHERE batch_id = $1")
-            .bind(batch)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        let event = Event::Approved {
-            policy_satisfied: count >= i64::from(required),
-        };
-        let next = state.on(&event).map_err(StoreError::from)?;
-        if next != state {
-            move_batch(
-                &mut tx,
-                batch,
-                state,
-                next,
-                event.name(),
-                Some(approver),
-                at,
-            )
-            .await?;
-        }
-        append_audit(
-            &mut tx,
-            at,
-            approver,
-            "batch.approved",
-            Some(batch),
-            &format!(
-                "approval {count} of {required}; {state} -> {next}; comment={}",
-                comment.unwrap_or("-")
-            ),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(Approved {
-            batch,
-            state: next,
-            approvals: count as u32,
-            required,
-        })
-    }
-
-    /// An approver refuses a batch waiting for approval; it is never sent.
-    pub async fn decline(
-        &self,
-        batch: i64,
-        by: &str,
-        reason: &str,
-        at: DateTime<Utc>,
-    ) -> Result<BatchState, ApprovalError> {
-        let current = self.batch(batch).await.map_err(|e| match e {
-            StoreError::NoSuchBatch(b) => ApprovalError::NoSuchBatch(b),
-            e => e.into(),
-        })?;
-        if current.state != BatchState::AwaitingApproval {
-            return Err(ApprovalError::NotAwaiting {
-                batch,
-                state: current.state,
-            });
-        }
-        let mut tx = self.begin().await?;
-        let next = current
-            .state
-            .on(&Event::Declined)
-            .map_err(StoreError::from)?;
-        move_batch(
-            &mut tx,
-            batch,
-            current.state,
-            next,
-            "declined",
-            Some(by),
-            at,
-        )
-        .await?;
-        append_audit(
-            &mut tx,
-            at,
-            by,
-            "batch.declined",
-            Some(batch),
-            &format!("reason={reason}"),
-        )
-        .await?;
-        self.commit(tx).await?;
-        Ok(next)
-    }
-
     pub async fn approvals(&self, batch: i64) -> Result<Vec<StoredApproval>, StoreError> {
         let rows = sqlx::query(
             "SELECT approver, at, comment FROM approvals WHERE batch_id = $1 ORDER BY id",
@@ -499,6 +345,7 @@ impl Store {
         .bind(batch)
         .execute(&mut *tx)
         .await?;
+        super::access::record_payees(&mut tx, batch, &b.channel, at).await?;
         let name = b.remote_name.clone().unwrap_or_default();
         let sha = b.sealed_sha256.clone().unwrap_or_default();
         sqlx::query(
@@ -594,7 +441,7 @@ impl Store {
     pub async fn expire_batch(
         &self,
         batch: i64,
-        hours: u64,
+        hours: f64,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;

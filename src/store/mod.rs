@@ -74,6 +74,27 @@ pub struct BatchRow {
     pub sealed_sha256: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Distinct approvals the policy asked for when the batch came in; `None` until decided.
+    pub approvals_required: Option<i64>,
+    /// Why that many (tier, scrutiny), or why it was declined or approved automatically.
+    pub approval_reasons: Vec<String>,
+    /// The company account it pays from (daily limits per account).
+    pub debtor_account: Option<String>,
+}
+
+/// One entry of the audit trail with its chain hashes, as `paygate audit export` writes it:
+/// `hash = SHA-256(len‖prev_hash ‖ len‖seq ‖ len‖at ‖ len‖actor ‖ len‖action ‖ len‖batch ‖
+/// len‖details)`, each part preceded by its byte length as a big-endian u64.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub batch: Option<i64>,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
 /// One entry of the audit trail, as stored.
@@ -1065,7 +1086,7 @@ impl Store {
     }
 }
 
-const BATCH_COLUMNS: &str = "id, file_id, channel, bank, state, msg_id, payment_count, submitter, remote_name, sealed_path, sealed_sha256, created_at, updated_at";
+const BATCH_COLUMNS: &str = "id, file_id, channel, bank, state, msg_id, payment_count, submitter, remote_name, sealed_path, sealed_sha256, created_at, updated_at, approvals_required, approval_reasons, debtor_account";
 
 fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
     let state: String = row.get(4);
@@ -1083,6 +1104,12 @@ fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
         sealed_sha256: row.get(10),
         created_at: row.get(11),
         updated_at: row.get(12),
+        approvals_required: row.get(13),
+        approval_reasons: row
+            .get::<Option<String>, _>(14)
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+        debtor_account: row.get(15),
     })
 }
 
@@ -1213,8 +1240,10 @@ async fn append_audit(
     Ok(())
 }
 
+mod access;
 mod daemon;
-pub use daemon::{ApprovalError, Approved, Claim, StoredApproval};
+pub use access::{AccessError, IntakeQuery, Pending, RoleRow, UserRow};
+pub use daemon::{Approved, Claim, StoredApproval};
 
 #[cfg(test)]
 mod tests;
