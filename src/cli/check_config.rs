@@ -35,6 +35,57 @@ pub fn run(_args: Args, config_path: &Path) -> Exit {
             ch.debtor_account,
             folder.display()
         );
+        println!("    approval: {}", policy_line(ch));
+    }
+    if let Some(a) = &cfg.paygate.admin {
+        println!("  bootstrap admin {a} (every other role: paygate users grant)");
     }
     Exit::Ok
+}
+
+/// The channel's approval policy in one line, as an approver would want it explained.
+fn policy_line(ch: &crate::config::Channel) -> String {
+    let a = &ch.approval;
+    let mut parts = Vec::new();
+    if let Some(l) = &a.auto_below {
+        parts.push(format!("automatic below {l}"));
+    }
+    parts.push(format!(
+        "{} approver{}",
+        a.required,
+        if a.required == 1 { "" } else { "s" }
+    ));
+    for t in &a.tiers {
+        parts.push(format!("{} above {}", t.required, t.above));
+    }
+    let s = &a.scrutiny;
+    let mut extra = Vec::new();
+    if s.new_beneficiary {
+        extra.push("new beneficiary".to_string());
+    }
+    if s.duplicate_days > 0 {
+        extra.push(format!("duplicates within {} days", s.duplicate_days));
+    }
+    if s.outlier_factor > rust_decimal::Decimal::ZERO {
+        extra.push(format!(
+            "amounts over {}x the payee's largest",
+            s.outlier_factor
+        ));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("+1 each for {}", extra.join(", ")));
+    }
+    parts.push(format!("expires after {} h", a.expire_hours));
+    let l = &ch.limits;
+    let mut hard = Vec::new();
+    if let Some(m) = &l.max_batch_total {
+        hard.push(format!("batch {m}"));
+    }
+    if let Some(m) = &l.max_daily_total {
+        hard.push(format!("day {m}"));
+    }
+    if !hard.is_empty() {
+        parts.push(format!("hard limits: {}", hard.join(", ")));
+    }
+    parts.join(" · ")
 }

@@ -3,6 +3,7 @@
 //! sent, a real SQLite store. Nothing skips: a missing `sshd` or `gpg` fails with the package
 //! that installs it (the README's test command installs them). Every wait has a deadline.
 
+mod access;
 #[allow(dead_code)]
 #[path = "../delivery/harness.rs"]
 mod harness;
@@ -56,7 +57,7 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
         "the accepted source file is archived with its batch id"
     );
 
-    // A payroll workbook: it needs an approval. Its owner on disk (this test's user) is
+    // A payroll workbook: it needs an approval. The channel's configured submitter is
     // recorded as its submitter.
     w.drop_file(
         "payroll",
@@ -68,10 +69,10 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
             .any(|x| x.channel == "payroll" && x.state == "awaiting_approval")
     });
     let payroll = b.iter().find(|x| x.channel == "payroll").unwrap().clone();
-    // The submitter (this test's user, who owns the file) may not approve it.
+    // This test's user is the bootstrap admin: an admin approves only with the approver role.
     let (code, out) = w.paygate(&["approve", &payroll.id.to_string()]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("cannot approve it"), "{out}");
+    assert!(out.contains("`approver` role"), "{out}");
     // Another OS user may: nobody, through the socket, identified by the kernel.
     {
         use std::os::unix::fs::PermissionsExt;
@@ -261,7 +262,7 @@ fn reload_under_load_and_sigterm_in_flight() {
     std::fs::write(&w.config, &good).unwrap();
     // A new channel, added while files are being processed.
     w.add_config(
-        "\n[channels.bonus]\nkind = \"supplier\"\nbank = \"bank\"\ndebtor_account = \"eur\"\nfolder = \"channels/bonus\"\nscan_secs = 1\n[channels.bonus.approval]\nauto_below = { EUR = \"1000000\", USD = \"1000000\", GBP = \"1000000\", CHF = \"1000000\", JPY = \"150000000\" }\n",
+        "\n[channels.bonus]\nkind = \"supplier\"\nbank = \"bank\"\ndebtor_account = \"eur\"\nfolder = \"channels/bonus\"\nscan_secs = 1\nsubmitter = \"pg-files\"\n[channels.bonus.approval]\nauto_below = { EUR = \"1000000\", USD = \"1000000\", GBP = \"1000000\", CHF = \"1000000\", JPY = \"150000000\" }\n[channels.bonus.approval.scrutiny]\nnew_beneficiary = false\nduplicate_days = 0\noutlier_factor = \"0\"\n",
     );
     let (code, out) = w.paygate(&["reload"]);
     assert_eq!(code, 0, "{out}");

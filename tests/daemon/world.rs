@@ -135,7 +135,65 @@ impl World {
             _tmp: tmp,
         };
         w.write_config(&cfpr, &bfpr);
+        let mut w = w;
+        w.grant_standing_roles();
         w
+    }
+
+    /// The OS user running the tests: the config's bootstrap admin.
+    pub fn me() -> String {
+        String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// The roles the standing channels need, granted through the CLI by the bootstrap admin
+    /// (this test's user) on a daemon started for that: `pg-files` (the channels' configured
+    /// submitter, a system identity) submits everywhere; `nobody` approves everywhere.
+    pub fn grant_standing_roles(&mut self) {
+        let fresh = self.daemon.is_none();
+        if fresh {
+            self.start_daemon();
+        }
+        for args in [
+            &[
+                "users",
+                "add",
+                "pg-files",
+                "--system",
+                "--reason",
+                "the test's files",
+            ][..],
+            &[
+                "users",
+                "grant",
+                "pg-files",
+                "submitter",
+                "--channel",
+                "*",
+                "--reason",
+                "files",
+            ],
+            &["users", "add", "nobody", "--reason", "the test's approver"],
+            &[
+                "users",
+                "grant",
+                "nobody",
+                "approver",
+                "--channel",
+                "*",
+                "--reason",
+                "approves",
+            ],
+        ] {
+            let (code, out) = self.paygate(args);
+            assert_eq!(code, 0, "paygate {args:?}: {out}");
+        }
+        if fresh {
+            self.signal_daemon(libc::SIGTERM);
+            assert_eq!(self.wait_daemon(30), 0, "{}", self.log());
+            self.starts = 0;
+        }
     }
 
     fn fingerprints(&self) -> (String, String) {
@@ -165,6 +223,7 @@ impl World {
 data_dir = "data"
 workers = 2
 drain_secs = 15
+admin = "{me}"
 
 [company]
 name = "Acme (Shanghai) Trading Co., Ltd."
@@ -208,9 +267,15 @@ folder = "channels/payroll"
 sheet = "Payroll"
 scan_secs = 1
 stable_secs = 1
+submitter = "pg-files"
 
 [channels.payroll.approval]
 required = 1
+
+[channels.payroll.approval.scrutiny]
+new_beneficiary = false
+duplicate_days = 0
+outlier_factor = "0"
 
 [channels.supplier]
 kind = "supplier"
@@ -219,12 +284,19 @@ debtor_account = "eur"
 folder = "channels/supplier"
 scan_secs = 1
 stable_secs = 4
+submitter = "pg-files"
 
 [channels.supplier.approval]
 auto_below = {{ EUR = "1000000", USD = "1000000", GBP = "1000000", CHF = "1000000", JPY = "150000000" }}
+
+[channels.supplier.approval.scrutiny]
+new_beneficiary = false
+duplicate_days = 0
+outlier_factor = "0"
 {extra}"#,
                 transport = self.transport,
                 extra = self.extra_channels,
+                me = World::me(),
             ),
         )
         .unwrap();
