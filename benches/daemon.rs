@@ -46,6 +46,7 @@ fn config(dir: &Path, cfpr: &str, bfpr: &str, channels: usize) -> PathBuf {
         r#"[paygate]
 data_dir = "data"
 workers = 2
+admin = "{me}"
 [company]
 name = "Bench Co."
 country = "CN"
@@ -71,7 +72,9 @@ type = "folder"
 upload_dir = "bank/in"
 download_dir = "bank/out"
 remote_name = "{{company}}_{{msgid}}.xml.pgp"
-"#
+"#,
+        me =
+            String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout).trim()
     );
     for i in 0..channels {
         text.push_str(&format!(
@@ -81,7 +84,10 @@ bank = "cn"
 debtor_account = "cny"
 folder = "channels/payroll{i}"
 limits = {{ max_file_bytes = 2_000_000_000, max_unpacked_bytes = 4_000_000_000, max_rows = 5_000_000 }}
-approval = {{ auto_below = "100000000000" }}
+submitter = "bench-files"
+# Auto-approved; the duplicate and unusual-amount checks run (a first batch has every payee
+# new, which would ask for a person).
+approval = {{ auto_below = "100000000000", scrutiny = {{ new_beneficiary = false }} }}
 "#
         ));
     }
@@ -110,6 +116,36 @@ impl Daemon {
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(Instant::now() < deadline, "the daemon did not start");
             std::thread::sleep(Duration::from_millis(5));
+        }
+        for args in [
+            &[
+                "users",
+                "add",
+                "bench-files",
+                "--system",
+                "--reason",
+                "bench",
+            ][..],
+            &[
+                "users",
+                "grant",
+                "bench-files",
+                "submitter",
+                "--channel",
+                "*",
+                "--reason",
+                "bench",
+            ],
+        ] {
+            let o = Command::new(env!("CARGO_BIN_EXE_paygate"))
+                .arg("--config")
+                .arg(config)
+                .args(args)
+                .output()
+                .unwrap();
+            // Added once per store; a restart finds the user there.
+            let text = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success() || text.contains("already"), "{text}");
         }
         Daemon(child)
     }

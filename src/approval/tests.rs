@@ -87,7 +87,9 @@ fn hard_limits_decline_with_the_limit_named() {
         account: "eur".into(),
         channel_key: "channels.supplier".into(),
     };
-    let cases: &[(&[Money], &[Money], &[Money], Option<&str>)] = &[
+    /// (batch totals, channel today, account today, the limit that declines it)
+    type Case<'a> = (&'a [Money], &'a [Money], &'a [Money], Option<&'a str>);
+    let cases: &[Case] = &[
         (&[eur("500000.00")], &[], &[], None),
         (
             &[eur("500000.01")],
