@@ -240,13 +240,21 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Prefix and suffix of the temporary files `write_durably` writes beside their target: a
+/// crash can leave one behind, and the daemon removes them at start (`Folders::remove_stale`).
+pub const TEMP_PREFIX: &str = ".paygate-";
+pub const TEMP_SUFFIX: &str = ".tmp";
+
 /// Writes `path` through a temporary file beside it, synced, then renamed.
 pub(crate) fn write_durably(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)?;
     f(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -9,7 +9,6 @@ use crate::reconcile::PaymentState;
 use crate::store::StoredPayment;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `6222021001123456789` -> `6222***********6789`; short numbers keep only their last 4.
@@ -149,13 +148,7 @@ fn csv_bytes(lines: &[Line], summary: &[String], lang: Language) -> Vec<u8> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    crate::delivery::write_durably(path, |w| w.write_all(bytes))
 }
 
 /// Writes `<results>/<file stem>.batch<ID>.result.csv` and `.xlsx` (the batch id keeps next

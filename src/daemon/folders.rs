@@ -48,6 +48,25 @@ impl Folders {
     /// Creates missing folders (people may write `inbound/` and read `rejected/` and
     /// `results/` through the group; `processing/` and `archive/` are the daemon's alone) and
     /// checks that every folder is usable. Returns the folders it created.
+    /// Removes the temporary files a crash left in the folders people read (`results/`,
+    /// `rejected/`): paygate's own, by their name. Only at start, when nothing writes.
+    pub fn remove_stale(&self) -> usize {
+        let mut n = 0;
+        for dir in [&self.results, &self.rejected] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(crate::delivery::TEMP_PREFIX)
+                    && name.ends_with(crate::delivery::TEMP_SUFFIX)
+                    && e.file_type().is_ok_and(|t| t.is_file())
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     pub fn ensure(&self) -> Result<Vec<PathBuf>, FolderError> {
         let mut created = Vec::new();
         for (dir, mode) in [
@@ -338,6 +357,40 @@ mod tests {
         assert_eq!(classify("l.csv", &l), Entry::Refuse("is a symbolic link"));
         let d = std::fs::symlink_metadata(dir.path()).unwrap();
         assert_eq!(classify("sub", &d), Entry::Folder);
+    }
+
+    #[test]
+    fn only_our_own_unfinished_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let f = Folders {
+            root: root.into(),
+            inbound: root.join("in"),
+            processing: root.join("proc"),
+            archive: root.join("a"),
+            rejected: root.join("rej"),
+            results: root.join("res"),
+        };
+        std::fs::create_dir_all(&f.results).unwrap();
+        std::fs::create_dir_all(&f.rejected).unwrap();
+        // A crash between the temporary file and its rename leaves one behind.
+        let target = f.results.join("payroll.batch1.result.csv");
+        let left = tempfile::Builder::new()
+            .prefix(crate::delivery::TEMP_PREFIX)
+            .suffix(crate::delivery::TEMP_SUFFIX)
+            .tempfile_in(&f.results)
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        crate::delivery::write_durably(&target, |w| w.write_all(b"done")).unwrap();
+        std::fs::write(f.rejected.join(".tmp-someone-elses"), b"x").unwrap();
+        std::fs::write(f.rejected.join("x.csv.errors.txt"), b"x").unwrap();
+        assert_eq!(f.remove_stale(), 1);
+        assert!(!left.exists());
+        assert!(target.exists());
+        assert!(f.rejected.join(".tmp-someone-elses").exists());
+        assert!(f.rejected.join("x.csv.errors.txt").exists());
     }
 
     #[test]

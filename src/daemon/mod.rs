@@ -131,6 +131,12 @@ pub struct Prepared {
 pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     let cfg = Arc::new(Config::load(config_path)?);
     check_folders(&cfg)?;
+    for (name, ch) in &cfg.channels {
+        let removed = Folders::of(&cfg, ch).remove_stale();
+        if removed > 0 {
+            tracing::info!(channel = %name, "removed {removed} unfinished temporary file(s) a crash left in results/ or rejected/");
+        }
+    }
     let data = cfg.data_dir();
     pickup::create_private_dir(&data).map_err(|e| DaemonError::DataDir(data.clone(), e))?;
     let store = Store::open(&cfg.database_url())
