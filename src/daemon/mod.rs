@@ -231,8 +231,24 @@ pub async fn start(prepared: Prepared) {
         listener,
         ctx.shutdown.child_token(),
     ));
-    // Files claimed by an earlier run but not finished.
     let cfg = ctx.cfg();
+    // Batches waiting for approval that the policy has not decided yet (a store from before
+    // approval policies): decided now, before any file is picked up.
+    match ctx.store.batches_in(&[BatchState::AwaitingApproval]).await {
+        Ok(rows) => {
+            for row in rows.into_iter().filter(|r| r.approvals_required.is_none()) {
+                let Some(ch) = cfg.channel(&row.channel) else {
+                    tracing::warn!(batch = row.id, channel = %row.channel, stage = "recovery", "batch {} waits for approval on channel `{}`, which is not configured: it cannot be decided", row.id, row.channel);
+                    continue;
+                };
+                if let Err(e) = pickup::decide_approval(&ctx, &cfg, ch, &row).await {
+                    tracing::error!(batch = row.id, stage = "recovery", "{e}");
+                }
+            }
+        }
+        Err(e) => tracing::error!(stage = "recovery", "{e}"),
+    }
+    // Files claimed by an earlier run but not finished.
     for (name, ch) in &cfg.channels {
         for path in pickup::leftovers(&Folders::of(&cfg, ch)) {
             tracing::info!(channel = %name, stage = "recovery", "continuing {}", path.display());

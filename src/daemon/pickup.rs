@@ -515,7 +515,7 @@ async fn archive(
 /// The approval policy decides a validated batch: declined over a hard limit, approved at
 /// once under `auto_below` with nothing for scrutiny, else waiting for as many distinct
 /// approvers as the tiers and the scrutiny findings ask for (recorded with the reasons).
-async fn decide_approval(
+pub(super) async fn decide_approval(
     ctx: &Ctx,
     cfg: &Config,
     ch: &Channel,
@@ -554,7 +554,7 @@ async fn decide_approval(
         account: ch.debtor_account.clone(),
         channel_key: format!("channels.{}", row.channel),
     };
-    let decision = ctx
+    let Some(decision) = ctx
         .store
         .decide_intake(
             row.id,
@@ -562,7 +562,10 @@ async fn decide_approval(
             |facts| approval::decide(&ch.approval, &limits, facts),
             now,
         )
-        .await?;
+        .await?
+    else {
+        return Ok(());
+    };
     match &decision {
         Decision::Approved { reason } => {
             tracing::info!(batch = row.id, channel = %row.channel, stage = "approved", "batch {} approved automatically: {reason}", row.id);

@@ -375,18 +375,20 @@ impl Store {
             &format!("{verb} users"),
         )?
         .clone();
-        let sql = if enabled {
-            "UPDATE users SET disabled_at = NULL, disabled_by = NULL WHERE name = $1 AND ($2 IS NULL OR $3 IS NULL)"
+        let n = if enabled {
+            sqlx::query("UPDATE users SET disabled_at = NULL, disabled_by = NULL WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
         } else {
-            "UPDATE users SET disabled_at = $2, disabled_by = $3 WHERE name = $1"
-        };
-        let n = sqlx::query(sql)
-            .bind(name)
-            .bind(ts(at))
-            .bind(actor)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            sqlx::query("UPDATE users SET disabled_at = $2, disabled_by = $3 WHERE name = $1")
+                .bind(name)
+                .bind(ts(at))
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?
+        }
+        .rows_affected();
         if n == 0 {
             return Err(AccessError::NoSuchUser(name.into()));
         }
@@ -622,7 +624,7 @@ impl Store {
         q: &IntakeQuery,
         decide: impl FnOnce(&IntakeFacts) -> Decision,
         at: DateTime<Utc>,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<Option<Decision>, StoreError> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"
@@ -633,10 +635,8 @@ impl Store {
         .ok_or(StoreError::NoSuchBatch(batch))?;
         let row = batch_row(&row)?;
         if row.state != BatchState::AwaitingApproval || row.approvals_required.is_some() {
-            return Err(StoreError::BadState(format!(
-                "batch {batch} is {} and already decided",
-                row.state
-            )));
+            // Decided meanwhile (the start's recovery and a pickup may both try): nothing to do.
+            return Ok(None);
         }
         let mut facts = IntakeFacts {
             totals: totals(&mut tx, batch).await?,
@@ -746,7 +746,7 @@ impl Store {
             }
         }
         self.commit(tx).await?;
-        Ok(decision)
+        Ok(Some(decision))
     }
 
     async fn scrutiny(

@@ -321,3 +321,122 @@ async fn the_anchor_file_catches_removed_and_rewritten_entries() {
     assert_eq!(broken.seq, 3);
     assert!(broken.why.contains("no longer in the database"), "{broken}");
 }
+
+#[tokio::test]
+async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
+    use crate::approval::{Decision, Role};
+    let (_dir, store) = fresh().await;
+    let file = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let id = store
+        .create_batch(
+            file.id,
+            "payroll",
+            "icbc",
+            "MSG-1",
+            &[payment(2, 880_050), payment(3, 1_234_567)],
+            "paygate",
+            at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: 0 },
+            "paygate",
+            at(2),
+        )
+        .await
+        .unwrap();
+    store
+        .ensure_bootstrap_admin("root", Some(0), at(3))
+        .await
+        .unwrap();
+    for u in ["a1", "a2"] {
+        store
+            .add_user("root", u, None, false, "test", at(3))
+            .await
+            .unwrap();
+        store
+            .grant("root", u, Role::Approver, "payroll", None, "test", at(3))
+            .await
+            .unwrap();
+    }
+    // Not decided yet: nobody can approve.
+    let early = store.approve(id, "a1", None, at(4)).await;
+    assert!(
+        matches!(early, Err(AccessError::NotAwaiting { .. })),
+        "{early:?}"
+    );
+    let q = IntakeQuery {
+        channel: "payroll".into(),
+        debtor_account: "cny".into(),
+        channel_day: Some(at(0)),
+        account_day: None,
+        new_beneficiary: true,
+        duplicates_since: Some(at(0)),
+        outlier_factor: None,
+    };
+    let d = store
+        .decide_intake(
+            id,
+            &q,
+            |facts| {
+                assert_eq!(facts.scrutiny.new_payee_count, 1, "one account, two rows");
+                assert_eq!(facts.totals.len(), 1);
+                Decision::Awaiting {
+                    required: 2,
+                    reasons: vec!["two".into()],
+                }
+            },
+            at(4),
+        )
+        .await
+        .unwrap();
+    assert!(d.is_some());
+    // A second decision (a recovery racing a pickup) does nothing.
+    let again = store
+        .decide_intake(id, &q, |_| unreachable!("decided already"), at(5))
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+    assert_eq!(store.batch(id).await.unwrap().approvals_required, Some(2));
+    let one = store.approve(id, "a1", Some("ok"), at(6)).await.unwrap();
+    assert_eq!(
+        (one.approvals, one.state),
+        (1, BatchState::AwaitingApproval)
+    );
+    // Disabled: every role inert at once; enabled again: back.
+    store
+        .set_user_enabled("root", "a2", false, "leave", Some("root"), at(7))
+        .await
+        .unwrap();
+    let refused = store.approve(id, "a2", None, at(8)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(AccessError::Refused(
+                crate::approval::Refusal::Disabled { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    store
+        .set_user_enabled("root", "a2", true, "back", Some("root"), at(9))
+        .await
+        .unwrap();
+    let two = store.approve(id, "a2", None, at(10)).await.unwrap();
+    assert_eq!((two.approvals, two.state), (2, BatchState::Approved));
+    // The bootstrap admin cannot be disabled or lose admin on `*` through paygate.
+    assert!(matches!(
+        store
+            .set_user_enabled("root", "root", false, "x", Some("root"), at(11))
+            .await,
+        Err(AccessError::Bootstrap(_))
+    ));
+    assert!(store.verify_audit().await.unwrap().is_ok());
+}
