@@ -203,7 +203,10 @@ impl Store {
                 .append(true)
                 .open(path)
                 .map_err(|e| StoreError::Anchor(path.clone(), e))?;
-            writeln!(f, "{seq} {hash}").map_err(|e| StoreError::Anchor(path.clone(), e))?;
+            // One write of the whole line: `writeln!` on a file makes a syscall per piece, and
+            // a SIGKILL between them left `359 ` glued to the next line.
+            f.write_all(format!("{seq} {hash}\n").as_bytes())
+                .map_err(|e| StoreError::Anchor(path.clone(), e))?;
             f.sync_data()
                 .map_err(|e| StoreError::Anchor(path.clone(), e))?;
         }
@@ -473,9 +476,15 @@ impl Store {
             && let Ok(text) = std::fs::read_to_string(path)
         {
             for line in text.lines() {
+                // Only whole lines count: `SEQ HASH` with a 64-digit hex hash. A line cut short
+                // by a crash while it was appended (older versions wrote it in pieces) says
+                // nothing about the chain.
                 let Some((seq, hash)) = line.split_once(' ') else {
                     continue;
                 };
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    continue;
+                }
                 let Ok(seq) = seq.parse::<i64>() else {
                     continue;
                 };

@@ -308,6 +308,15 @@ async fn the_anchor_file_catches_removed_and_rewritten_entries() {
         .unwrap();
     assert_eq!(std::fs::read_to_string(&anchor).unwrap().lines().count(), 3);
     assert_eq!(store.verify_audit().await.unwrap(), Ok(3));
+    // A line cut short by a SIGKILL while it was appended, glued to the next one, is no
+    // evidence of tampering: only whole lines count.
+    let text = std::fs::read_to_string(&anchor).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let last = lines.pop().unwrap().to_string();
+    let glued = format!("{}\n2 {last}\n", lines.join("\n"));
+    std::fs::write(&anchor, glued).unwrap();
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(3));
+    std::fs::write(&anchor, &text).unwrap();
     // Someone with the database removes the last entry: the chain alone would still verify.
     sqlx::query("DROP TRIGGER audit_no_delete")
         .execute(&store.pool)
