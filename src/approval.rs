@@ -317,6 +317,8 @@ pub struct BatchFacts {
     pub id: i64,
     pub channel: String,
     pub submitter: Option<String>,
+    /// Whoever dropped the file, when the channel records a configured submitter.
+    pub dropped_by: Option<String>,
     /// Total per currency.
     pub totals: Vec<Money>,
     /// Who approved it so far.
@@ -332,7 +334,9 @@ pub fn may_approve<'a>(person: &'a Person, batch: &BatchFacts) -> Result<&'a Gra
         &batch.channel,
         &format!("approve batch {}", batch.id),
     )?;
-    if batch.submitter.as_deref() == Some(person.name.as_str()) {
+    if batch.submitter.as_deref() == Some(person.name.as_str())
+        || batch.dropped_by.as_deref() == Some(person.name.as_str())
+    {
         return Err(Refusal::OwnBatch {
             user: person.name.clone(),
             batch: batch.id,
@@ -391,8 +395,9 @@ pub fn may_change_role(
 pub struct HardLimits {
     pub max_batch_total: Option<AmountLimit>,
     pub max_daily_total: Option<AmountLimit>,
-    /// The debtor account's `max_daily_total` (summed over every channel paying from it).
-    pub max_daily_per_account: Option<Decimal>,
+    /// The debtor account's `max_daily_total` in its currency (summed over every channel
+    /// paying from it).
+    pub max_daily_per_account: Option<Money>,
     /// The debtor account's name in the config, for the message.
     pub account: String,
     /// Config key prefix of the channel (`channels.NAME`), for the message.
@@ -488,7 +493,11 @@ pub fn decide(approval: &Approval, limits: &HardLimits, facts: &IntakeFacts) -> 
                 };
             }
         }
-        if let Some(lim) = limits.max_daily_per_account {
+        if let Some(lim) = limits
+            .max_daily_per_account
+            .filter(|l| l.currency() == c)
+            .map(|l| l.amount())
+        {
             let day = sum(std::slice::from_ref(t), &facts.account_today, c);
             if day > lim {
                 let acct = &limits.account;

@@ -1264,14 +1264,17 @@ impl Config {
                 }
                 last = last.max(t.required);
             }
-            if !(a.expire_hours.is_finite() && a.expire_hours > 0.0) {
+            if !(a.expire_hours.is_finite() && a.expire_hours > 0.0 && a.expire_hours <= 8760.0) {
                 p(
                     format!("{key}.approval.expire_hours"),
-                    "must be a positive number of hours".into(),
+                    format!(
+                        "{}: give a positive number of hours, at most a year (8760)",
+                        a.expire_hours
+                    ),
                 );
             }
             let f = a.scrutiny.outlier_factor;
-            if f != Decimal::ZERO && f <= Decimal::ONE {
+            if f != Decimal::ZERO && (f <= Decimal::ONE || f > Decimal::from(1000)) {
                 p(
                     format!("{key}.approval.scrutiny.outlier_factor"),
                     format!(

@@ -83,7 +83,7 @@ fn hard_limits_decline_with_the_limit_named() {
     let limits = HardLimits {
         max_batch_total: Some(lim("500000")),
         max_daily_total: Some(lim("EUR:800000")),
-        max_daily_per_account: Some(Decimal::from(900_000)),
+        max_daily_per_account: Some(eur("900000")),
         account: "eur".into(),
         channel_key: "channels.supplier".into(),
     };
@@ -113,6 +113,8 @@ fn hard_limits_decline_with_the_limit_named() {
             Some("company.accounts.eur.max_daily_total"),
         ),
         (&[eur("100")], &[], &[eur("899900.00")], None),
+        // The account's limit is in its own currency: other currencies are not summed into it.
+        (&[jpy("400000")], &[], &[jpy("899900")], None),
     ];
     for (totals, channel_today, account_today, want) in cases {
         let f = IntakeFacts {
@@ -234,6 +236,7 @@ fn batch(submitter: &str, approved_by: &[&str], totals: Vec<Money>) -> BatchFact
         id: 42,
         channel: "payroll".into(),
         submitter: Some(submitter.into()),
+        dropped_by: Some("clerk".into()),
         totals,
         approved_by: approved_by.iter().map(|s| s.to_string()).collect(),
     }
@@ -269,6 +272,11 @@ fn segregation_of_duties() {
                     }
                 )
             }),
+        ),
+        // Whoever dropped the file for a system-fed channel does not approve it either.
+        (
+            person("clerk", &[(Approver, "*", None)]),
+            Err(|r| matches!(r, Refusal::OwnBatch { .. })),
         ),
         // Another channel's approver is not this one's.
         (

@@ -277,11 +277,21 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
     };
     let ctx = prepared.ctx.clone();
     // The roles the demo needs: HR's and the ERP's system identities submit; you approve.
+    // Whoever drops a file never approves it: as root the demo drops its files as `nobody`
+    // and you approve through the control socket; otherwise it plays a second person,
+    // `paygate-demo`, who approves in the store (on the record under that name).
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
     let me = daemon::folders::current_user();
+    let approver = if root {
+        me.clone()
+    } else {
+        "paygate-demo".to_string()
+    };
     for (name, system, role, channel) in [
         ("hr-demo", true, Role::Submitter, "payroll"),
         ("erp-demo", true, Role::Submitter, "supplier"),
-        (me.as_str(), false, Role::Approver, "*"),
+        (approver.as_str(), false, Role::Approver, "*"),
     ] {
         if let Err(e) = ctx
             .store
@@ -291,7 +301,7 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
             return fail("store", e);
         }
     }
-    println!("roles      hr-demo and erp-demo submit; {me} approves (paygate users list)");
+    println!("roles      hr-demo and erp-demo submit; {approver} approves (paygate users list)");
     daemon::start(prepared).await;
     println!(
         "daemon     running (control socket {})",
@@ -329,8 +339,15 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
         let f = daemon::folders::Folders::of(&cfg, &cfg.channels[channel]);
         // Written beside, then moved in: how a careful ERP drops a file.
         let tmp = f.inbound.join(format!(".{name}.tmp"));
-        if let Err(e) =
-            std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, f.inbound.join(name)))
+        if let Err(e) = std::fs::write(&tmp, bytes)
+            .and_then(|_| {
+                if root {
+                    std::os::unix::fs::chown(&tmp, Some(65534), Some(65534))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|_| std::fs::rename(&tmp, f.inbound.join(name)))
         {
             return fail(&f.inbound.display().to_string(), e);
         }
@@ -359,14 +376,33 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
             if b.state == BatchState::AwaitingApproval.as_str() && !approved.contains(&b.id) {
                 approved.push(b.id);
                 let (sock, id) = (socket.clone(), b.id);
-                let req = control::Request::Approve {
-                    batch: id,
-                    comment: Some("checked against the HR sheet (demo)".into()),
-                };
-                match tokio::task::spawn_blocking(move || control::request(&sock, &req)).await {
-                    Ok(Ok(r)) => println!("approve    paygate approve {id}  →  {}", r.message),
-                    Ok(Err(e)) => println!("approve    batch {id}: {e}"),
-                    Err(e) => println!("approve    batch {id}: {e}"),
+                let comment = "checked against the HR sheet (demo)";
+                if root {
+                    let req = control::Request::Approve {
+                        batch: id,
+                        comment: Some(comment.into()),
+                    };
+                    match tokio::task::spawn_blocking(move || control::request(&sock, &req)).await {
+                        Ok(Ok(r)) => println!("approve    paygate approve {id}  →  {}", r.message),
+                        Ok(Err(e)) => println!("approve    batch {id}: {e}"),
+                        Err(e) => println!("approve    batch {id}: {e}"),
+                    }
+                } else {
+                    let expire = cfg.channels[&b.channel].approval.expire_after();
+                    match ctx
+                        .store
+                        .approve(id, &approver, Some(comment), expire, chrono::Utc::now())
+                        .await
+                    {
+                        Ok(a) => {
+                            ctx.kick.notify_one();
+                            println!(
+                                "approve    batch {id} approved by {approver} ({} of {})",
+                                a.approvals, a.required
+                            )
+                        }
+                        Err(e) => println!("approve    batch {id}: {e}"),
+                    }
                 }
             }
         }

@@ -193,8 +193,8 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::UnixListener, token: Can
         let Ok((stream, _)) = accepted else { continue };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let user = match stream.peer_cred() {
-                Ok(c) => folders::user_name(c.uid()),
+            let (user, uid) = match stream.peer_cred() {
+                Ok(c) => (folders::user_name(c.uid()), c.uid()),
                 Err(e) => {
                     tracing::warn!("control socket: no peer credentials: {e}");
                     return;
@@ -207,9 +207,14 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::UnixListener, token: Can
                 Ok(Ok(Some(l))) => l,
                 _ => return,
             };
-            let resp = match serde_json::from_str::<Request>(&line) {
-                Ok(req) => handle(&ctx, &user, req).await,
-                Err(e) => Response::err(format!("not a request: {e}")),
+            let resp = match (
+                serde_json::from_str::<Request>(&line),
+                ctx.store.same_account(&user, uid).await,
+            ) {
+                (Err(e), _) => Response::err(format!("not a request: {e}")),
+                (_, Err(e)) => Response::err(e.to_string()),
+                (_, Ok(Err(why))) => Response::err(why),
+                (Ok(req), Ok(Ok(()))) => handle(&ctx, &user, req).await,
             };
             let mut out = serde_json::to_string(&resp).unwrap_or_else(|_| "{}".into());
             out.push('\n');
@@ -294,7 +299,7 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
             }
         }
         Request::UsersList => {
-            if let Err(m) = reader(
+            if let Err(m) = reader_all(
                 ctx,
                 user,
                 &[Role::Admin, Role::Auditor],
@@ -316,6 +321,12 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
         } => {
             if let Some(m) = need_reason(&reason) {
                 return Response::err(m);
+            }
+            if name.starts_with("uid:")
+                || name.trim().is_empty()
+                || name.contains(char::is_whitespace)
+            {
+                return Response::err(format!("{name:?} is not a user name"));
             }
             let uid = folders::user_id(&name);
             if uid.is_none() && !system {
@@ -426,7 +437,7 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
             format!("{name} enabled again by {user}"),
         ),
         Request::UsersReview { unused_days } => {
-            if let Err(m) = reader(
+            if let Err(m) = reader_all(
                 ctx,
                 user,
                 &[Role::Admin, Role::Auditor],
@@ -453,7 +464,7 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
             user: who,
             since,
         } => {
-            if let Err(m) = reader(
+            if let Err(m) = reader_all(
                 ctx,
                 user,
                 &[Role::Admin, Role::Auditor],
@@ -473,7 +484,7 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
             }
         }
         Request::AuditVerify => {
-            if let Err(m) = reader(
+            if let Err(m) = reader_all(
                 ctx,
                 user,
                 &[Role::Admin, Role::Auditor],
@@ -536,10 +547,36 @@ fn done(r: Result<(), AccessError>, ok: String) -> Response {
     }
 }
 
-/// The caller holds one of `roles` on some channel (read-only requests).
+/// The caller holds one of `roles` on some channel (read-only requests about batches).
 async fn reader(ctx: &Arc<Ctx>, user: &str, roles: &[Role], action: &str) -> Result<(), String> {
     let p = ctx.store.person(user).await.map_err(|e| e.to_string())?;
     match approval::any_of(&p, roles, action) {
+        Ok(g) => {
+            let _ = ctx.store.role_used(user, g, chrono::Utc::now()).await;
+            Ok(())
+        }
+        Err(r) => Err(r.to_string()),
+    }
+}
+
+/// The caller holds one of `roles` on `*`: the audit trail and the users span every channel.
+async fn reader_all(
+    ctx: &Arc<Ctx>,
+    user: &str,
+    roles: &[Role],
+    action: &str,
+) -> Result<(), String> {
+    let p = ctx.store.person(user).await.map_err(|e| e.to_string())?;
+    let scoped = approval::Person {
+        grants: p
+            .grants
+            .iter()
+            .filter(|g| g.channel == ANY_CHANNEL)
+            .cloned()
+            .collect(),
+        ..p
+    };
+    match approval::any_of(&scoped, roles, action) {
         Ok(g) => {
             let _ = ctx.store.role_used(user, g, chrono::Utc::now()).await;
             Ok(())
@@ -681,9 +718,28 @@ async fn review(
 }
 
 async fn approve(ctx: &Arc<Ctx>, user: &str, batch: i64, comment: Option<String>) -> Response {
+    let cfg = ctx.cfg();
+    let expire_after = match ctx.store.batch(batch).await {
+        Ok(b) => match cfg.channel(&b.channel) {
+            Some(ch) => ch.approval.expire_after(),
+            None => {
+                return Response::err(format!(
+                    "batch {batch}'s channel `{}` is no longer configured",
+                    b.channel
+                ));
+            }
+        },
+        Err(e) => return Response::err(e.to_string()),
+    };
     match ctx
         .store
-        .approve(batch, user, comment.as_deref(), chrono::Utc::now())
+        .approve(
+            batch,
+            user,
+            comment.as_deref(),
+            expire_after,
+            chrono::Utc::now(),
+        )
         .await
     {
         Ok(a) => {

@@ -613,6 +613,21 @@ async fn scheduler(ctx: Arc<Ctx>, token: CancellationToken) {
             Ok(rows) => {
                 for row in rows {
                     if row.state == BatchState::AwaitingApproval {
+                        if row.approvals_required.is_none() {
+                            // Its decision failed (or never ran): decided again here. A pickup
+                            // deciding it at the same moment makes this one do nothing.
+                            let cfg = ctx.cfg();
+                            if let Some(ch) = cfg.channel(&row.channel)
+                                && let Err(e) = pickup::decide_approval(&ctx, &cfg, ch, &row).await
+                            {
+                                tracing::error!(
+                                    batch = row.id,
+                                    stage = "approval",
+                                    "the policy could not decide: {e}"
+                                );
+                            }
+                            continue;
+                        }
                         if let Err(e) = stages::expire(&ctx, &row).await {
                             tracing::error!(batch = row.id, "expiry: {e}");
                         }
@@ -829,6 +844,7 @@ pub async fn pending_approvals(
             id: p.batch,
             channel: p.channel.clone(),
             submitter: p.submitter.clone(),
+            dropped_by: p.dropped_by.clone(),
             totals: p.totals.clone(),
             approved_by: p.approved_by.clone(),
         };

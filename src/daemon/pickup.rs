@@ -152,16 +152,34 @@ pub async fn process_claimed(
         .into_owned();
     let name = folders::original_name(&claim).to_string();
     if !ctx.store.claim_recorded(&claim).await? {
-        // A new file: its submitter must hold the channel's submitter role.
-        let submitter = match &ch.submitter {
-            Some(s) => s.clone(),
-            None => folders::owner_of(&claimed).map_err(io(&claimed))?,
+        // A new file: its submitter must hold the channel's submitter role (and be the very
+        // account that was added, not a later account of the same name).
+        let (submitter, uid) = match &ch.submitter {
+            Some(s) => (s.clone(), None),
+            None => {
+                use std::os::unix::fs::MetadataExt;
+                let uid = std::fs::symlink_metadata(&claimed)
+                    .map_err(io(&claimed))?
+                    .uid();
+                (folders::user_name(uid), Some(uid))
+            }
         };
-        if let Err(e) = ctx
-            .store
-            .authorize(&submitter, Role::Submitter, &channel, "submit files")
-            .await
-        {
+        let checked = match uid {
+            Some(uid) => ctx
+                .store
+                .same_account(&submitter, uid)
+                .await
+                .map_err(PickupError::from),
+            None => Ok(Ok(())),
+        }?;
+        if let Err(e) = match checked {
+            Ok(()) => ctx
+                .store
+                .authorize(&submitter, Role::Submitter, &channel, "submit files")
+                .await
+                .map_err(|e| e.to_string()),
+            Err(m) => Err(m),
+        } {
             let f = Folders::of(&cfg, ch);
             return refuse_submitter(
                 &ctx,
@@ -190,9 +208,10 @@ pub async fn process_claimed(
             reject_duplicate(&ctx, &channel, ch, &f, &claimed, &name, &earlier, batch).await
         }
         Claim::New(rec) | Claim::Recovered(rec, None) => {
-            let submitter = match &ch.submitter {
-                Some(s) => s.clone(),
-                None => folders::owner_of(&claimed).map_err(io(&claimed))?,
+            let owner = folders::owner_of(&claimed).map_err(io(&claimed))?;
+            let (submitter, dropped_by) = match &ch.submitter {
+                Some(s) => (s.clone(), Some(owner)),
+                None => (owner, None),
             };
             let msg_id = msg_id(&rec, &sha);
             let id = ctx
@@ -205,6 +224,7 @@ pub async fn process_claimed(
                     &[],
                     "paygate",
                     Some(&submitter),
+                    dropped_by.as_deref(),
                     Utc::now(),
                 )
                 .await?;
@@ -530,7 +550,10 @@ pub(super) async fn decide_approval(
             .map(|t| t.with_timezone(&Utc))
     };
     let account = cfg.company.accounts.get(&ch.debtor_account);
-    let max_account = account.and_then(|a| a.max_daily_total);
+    let max_account = account.and_then(|a| {
+        a.max_daily_total
+            .and_then(|m| crate::model::Money::new(m, a.currency).ok())
+    });
     let s = &ch.approval.scrutiny;
     let q = IntakeQuery {
         channel: row.channel.clone(),
@@ -540,7 +563,7 @@ pub(super) async fn decide_approval(
             .max_daily_total
             .as_ref()
             .and_then(|_| local_midnight()),
-        account_day: max_account.and_then(|_| local_midnight()),
+        account_day: max_account.as_ref().and_then(|_| local_midnight()),
         new_beneficiary: s.new_beneficiary,
         duplicates_since: (s.duplicate_days > 0)
             .then(|| now - chrono::Duration::days(i64::from(s.duplicate_days))),

@@ -96,6 +96,7 @@ pub struct Pending {
     pub batch: i64,
     pub channel: String,
     pub submitter: Option<String>,
+    pub dropped_by: Option<String>,
     pub file: String,
     pub payments: i64,
     pub totals: Vec<Money>,
@@ -201,6 +202,26 @@ impl Store {
         let g = approval::authorize(&p, role, channel, action)?.clone();
         touch(&mut c, user, &g, Utc::now()).await?;
         Ok(())
+    }
+
+    /// Whether `uid` is the account that was added as `name`: an account deleted and made
+    /// again under the same name (another uid) inherits nothing. `Ok(Err(why))` when not.
+    pub async fn same_account(
+        &self,
+        name: &str,
+        uid: u32,
+    ) -> Result<Result<(), String>, StoreError> {
+        let stored: Option<Option<i64>> = sqlx::query("SELECT uid FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0));
+        Ok(match stored {
+            Some(Some(added)) if added != i64::from(uid) => Err(format!(
+                "the OS account `{name}` now has uid {uid}, but the `{name}` added to paygate had uid {added}: it holds no role until an admin re-adds it (paygate users review flags it)"
+            )),
+            _ => Ok(()),
+        })
     }
 
     /// Records that `user` used `grant` (for the permission review).
@@ -891,10 +912,27 @@ impl Store {
         batch: i64,
         approver: &str,
         comment: Option<&str>,
+        expire_after: chrono::Duration,
         at: DateTime<Utc>,
     ) -> Result<super::Approved, AccessError> {
         let mut tx = self.begin().await?;
         let (row, facts) = approval_facts(&mut tx, batch).await?;
+        // Past its expiry the batch takes no approval, even before the scheduler expires it.
+        let since: Option<String> = sqlx::query(
+            "SELECT at FROM state_history WHERE batch_id = $1 AND payment_id IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(batch)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get(0));
+        if let Some(since) = since.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            && at >= since.with_timezone(&Utc) + expire_after
+        {
+            return Err(AccessError::NotAwaiting {
+                batch,
+                state: BatchState::Expired,
+            });
+        }
         let me = load_person(&mut tx, approver).await?;
         let g = match approval::may_approve(&me, &facts) {
             Ok(g) => g.clone(),
@@ -917,7 +955,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         touch(&mut tx, approver, &g, at).await?;
-        let count = facts.approved_by.len() as u32 + 1;
+        // Approvals count while their givers still hold the role: a revoked or disabled
+        // approver's earlier approval no longer does.
+        let mut count = 1u32;
+        for earlier in &facts.approved_by {
+            let p = load_person(&mut tx, earlier).await?;
+            if p.grant(Role::Approver, &facts.channel).is_some() {
+                count += 1;
+            }
+        }
         let event = Event::Approved {
             policy_satisfied: count >= required,
         };
@@ -1036,6 +1082,7 @@ impl Store {
                 totals: totals(&mut c, b.id).await?,
                 channel: b.channel,
                 submitter: b.submitter,
+                dropped_by: b.dropped_by,
                 file,
                 payments: b.payment_count,
                 required: b.approvals_required.unwrap_or(1).max(1) as u32,
@@ -1109,6 +1156,7 @@ async fn approval_facts(
         id: batch,
         channel: row.channel.clone(),
         submitter: row.submitter.clone(),
+        dropped_by: row.dropped_by.clone(),
         totals: totals(tx, batch).await?,
         approved_by,
     };

@@ -80,6 +80,8 @@ pub struct BatchRow {
     pub approval_reasons: Vec<String>,
     /// The company account it pays from (daily limits per account).
     pub debtor_account: Option<String>,
+    /// The file's owner on disk when the channel records a configured submitter.
+    pub dropped_by: Option<String>,
 }
 
 /// One entry of the audit trail with its chain hashes, as `paygate audit export` writes it:
@@ -293,8 +295,10 @@ impl Store {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        self.create_batch_by(file_id, channel, bank, msg_id, payments, actor, None, at)
-            .await
+        self.create_batch_by(
+            file_id, channel, bank, msg_id, payments, actor, None, None, at,
+        )
+        .await
     }
 
     /// `create_batch`, recording who submitted the file.
@@ -308,13 +312,14 @@ impl Store {
         payments: &[Payment],
         actor: &str,
         submitter: Option<&str>,
+        dropped_by: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
         let now = ts(at);
         let id: i64 = sqlx::query(
-            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at, msg_id, submitter)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) RETURNING id",
+            "INSERT INTO batches (file_id, channel, bank, state, payment_count, created_at, updated_at, msg_id, submitter, dropped_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) RETURNING id",
         )
         .bind(file_id)
         .bind(channel)
@@ -324,6 +329,7 @@ impl Store {
         .bind(&now)
         .bind(msg_id)
         .bind(submitter)
+        .bind(dropped_by)
         .fetch_one(&mut *tx)
         .await?
         .get(0);
@@ -1095,7 +1101,7 @@ impl Store {
     }
 }
 
-const BATCH_COLUMNS: &str = "id, file_id, channel, bank, state, msg_id, payment_count, submitter, remote_name, sealed_path, sealed_sha256, created_at, updated_at, approvals_required, approval_reasons, debtor_account";
+const BATCH_COLUMNS: &str = "id, file_id, channel, bank, state, msg_id, payment_count, submitter, remote_name, sealed_path, sealed_sha256, created_at, updated_at, approvals_required, approval_reasons, debtor_account, dropped_by";
 
 fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
     let state: String = row.get(4);
@@ -1119,6 +1125,7 @@ fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default(),
         debtor_account: row.get(15),
+        dropped_by: row.get(16),
     })
 }
 

@@ -375,8 +375,18 @@ async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
             .await
             .unwrap();
     }
+    // An account deleted and made again under the same name is somebody else.
+    store
+        .add_user("root", "u9", Some(4242), false, "test", at(3))
+        .await
+        .unwrap();
+    assert_eq!(store.same_account("u9", 4242).await.unwrap(), Ok(()));
+    assert!(store.same_account("u9", 4243).await.unwrap().is_err());
+    assert_eq!(store.same_account("never-added", 7).await.unwrap(), Ok(()));
     // Not decided yet: nobody can approve.
-    let early = store.approve(id, "a1", None, at(4)).await;
+    let early = store
+        .approve(id, "a1", None, chrono::Duration::hours(72), at(4))
+        .await;
     assert!(
         matches!(early, Err(AccessError::NotAwaiting { .. })),
         "{early:?}"
@@ -414,7 +424,10 @@ async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
         .unwrap();
     assert_eq!(again, None);
     assert_eq!(store.batch(id).await.unwrap().approvals_required, Some(2));
-    let one = store.approve(id, "a1", Some("ok"), at(6)).await.unwrap();
+    let one = store
+        .approve(id, "a1", Some("ok"), chrono::Duration::hours(72), at(6))
+        .await
+        .unwrap();
     assert_eq!(
         (one.approvals, one.state),
         (1, BatchState::AwaitingApproval)
@@ -424,7 +437,9 @@ async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
         .set_user_enabled("root", "a2", false, "leave", Some("root"), at(7))
         .await
         .unwrap();
-    let refused = store.approve(id, "a2", None, at(8)).await;
+    let refused = store
+        .approve(id, "a2", None, chrono::Duration::hours(72), at(8))
+        .await;
     assert!(
         matches!(
             refused,
@@ -438,7 +453,10 @@ async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
         .set_user_enabled("root", "a2", true, "back", Some("root"), at(9))
         .await
         .unwrap();
-    let two = store.approve(id, "a2", None, at(10)).await.unwrap();
+    let two = store
+        .approve(id, "a2", None, chrono::Duration::hours(72), at(10))
+        .await
+        .unwrap();
     assert_eq!((two.approvals, two.state), (2, BatchState::Approved));
     // The bootstrap admin cannot be disabled or lose admin on `*` through paygate.
     assert!(matches!(

@@ -227,6 +227,7 @@ fn who_may_do_what_is_enforced_for_real_os_users() {
         ("ap1", "approver", "treasury", None),
         ("ap2", "approver", "*", None),
         ("ap3", "approver", "treasury", Some("1000")),
+        ("ap1", "approver", "quick", None),
         ("aud", "auditor", "*", None),
     ] {
         let mut args = vec!["users", "grant", u.name(r), role, "--channel", ch];
@@ -421,6 +422,10 @@ fn who_may_do_what_is_enforced_for_real_os_users() {
     );
     let (code, out) = as_user(&w, u.get("ap1"), &["approve", &b3.to_string()]);
     assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`declined`, not waiting for approval"),
+        "{out}"
+    );
 
     // An expired batch is never sent.
     drop_as(
@@ -435,8 +440,10 @@ fn who_may_do_what_is_enforced_for_real_os_users() {
         .folder("quick", "rejected")
         .join(format!("q.csv.batch{q}.expired.txt"));
     w.wait_file(&note, 10);
-    let (code, out) = as_user(&w, u.get("ap2"), &["approve", &q.to_string()]);
+    // ap1 may approve on `quick`: the refusal is the expiry's.
+    let (code, out) = as_user(&w, u.get("ap1"), &["approve", &q.to_string()]);
     assert_eq!(code, 1, "{out}");
+    assert!(out.contains("`expired`, not waiting for approval"), "{out}");
     let (_, out) = w.paygate(&["batch", "show", &q.to_string(), "--json"]);
     let history = json(&out)["history"].to_string();
     assert!(

@@ -56,6 +56,9 @@ CREATE TABLE payees (
 ALTER TABLE batches ADD COLUMN approvals_required INTEGER;
 ALTER TABLE batches ADD COLUMN approval_reasons TEXT;
 ALTER TABLE batches ADD COLUMN debtor_account TEXT;
+-- The OS user who owned the dropped file, when the channel records a configured submitter:
+-- they may not approve the batch either.
+ALTER TABLE batches ADD COLUMN dropped_by TEXT;
 CREATE INDEX batches_channel_created ON batches (channel, created_at);
 CREATE INDEX audit_actor ON audit (actor);
 CREATE INDEX audit_batch ON audit (batch_id);
