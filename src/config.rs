@@ -416,6 +416,11 @@ pub struct Channel {
     /// What an identical row (same account, amount and reference) is.
     #[serde(default)]
     pub duplicate_rows: Severity,
+    /// What a name or reference starting with `=`, `+`, `-`, `@`, a tab or a carriage return
+    /// is (how spreadsheet formula attacks travel): an error, or a warning for a channel whose
+    /// references legitimately start with `-`.
+    #[serde(default)]
+    pub formula_values: Severity,
     /// Header names per field, used before the built-in aliases.
     #[serde(default)]
     pub columns: BTreeMap<String, OneOrMany>,

@@ -122,27 +122,46 @@ fn lines(payments: &[StoredPayment], lang: Language) -> (Vec<Line>, Vec<String>)
     (out, summary)
 }
 
+/// Whether a spreadsheet would read `v` as a formula: it starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return (OWASP's list for CSV injection).
+pub fn is_formula_like(v: &str) -> bool {
+    v.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A value that a spreadsheet would run as a formula gets a leading `'` (OWASP). Every CSV
+/// paygate writes for people goes through here; XLSX cells are written as text.
+pub fn neutralize(v: &str) -> String {
+    if is_formula_like(v) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    }
+}
+
 fn csv_bytes(lines: &[Line], summary: &[String], lang: Language) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     let _ = w.write_record(headers(lang));
     for l in lines {
-        let _ = w.write_record([
-            &l.row,
-            &l.payee,
-            &l.account,
-            &l.amount,
-            &l.currency,
-            &l.status,
-            &l.code,
-            &l.explanation,
-            &l.reference,
-        ]);
+        let _ = w.write_record(
+            [
+                &l.row,
+                &l.payee,
+                &l.account,
+                &l.amount,
+                &l.currency,
+                &l.status,
+                &l.code,
+                &l.explanation,
+                &l.reference,
+            ]
+            .map(|v| neutralize(v)),
+        );
     }
     let _ = w.write_record([""; 9]);
     for s in summary {
-        let _ = w.write_record([s.as_str(), "", "", "", "", "", "", "", ""]);
+        let _ = w.write_record([neutralize(s).as_str(), "", "", "", "", "", "", "", ""]);
     }
     w.into_inner().unwrap_or_default()
 }
@@ -225,6 +244,72 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A payee name or bank reference that a spreadsheet would run lands in the result
+    /// reports as text: a leading `'` in the CSV, a string cell in the XLSX, no formula.
+    #[test]
+    fn result_reports_hold_no_formula() {
+        let dir = tempfile::tempdir().unwrap();
+        let channel: Channel = toml::from_str(
+            "kind = \"payroll\"\nbank = \"cn\"\ndebtor_account = \"cny\"\nfolder = \"x\"\n",
+        )
+        .unwrap();
+        let evil = "=HYPERLINK(\"http://evil.example\",\"点我\")";
+        let p = StoredPayment {
+            id: 1,
+            row_no: 2,
+            end_to_end_id: "E1".into(),
+            creditor_name: evil.into(),
+            account: "6228455325504006000".into(),
+            agent: None,
+            amount_minor: 10_000,
+            currency: "CNY".into(),
+            execution_date: "2026-12-01".into(),
+            state: "settled".into(),
+            status_code: None,
+            reason_code: None,
+            reason_text: None,
+            bank_reference: Some("@SUM(A1:A9)".into()),
+            updated_at: None,
+        };
+        let written = write(dir.path(), "payroll.csv", 7, &channel, &[p]).unwrap();
+        let csv_path = written
+            .iter()
+            .find(|p| p.extension().unwrap() == "csv")
+            .unwrap();
+        let text = String::from_utf8(std::fs::read(csv_path).unwrap()).unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        for rec in r.records() {
+            for cell in rec.unwrap().iter() {
+                assert!(!is_formula_like(cell), "a formula in the CSV: {cell:?}");
+            }
+        }
+        assert!(
+            text.contains(&format!("\"'{}\"", evil.replace('"', "\"\""))),
+            "{text}"
+        );
+        let xlsx = written
+            .iter()
+            .find(|p| p.extension().unwrap() == "xlsx")
+            .unwrap();
+        use calamine::Reader;
+        let mut wb: calamine::Xlsx<_> = calamine::open_workbook(xlsx).unwrap();
+        let sheet = wb.sheet_names()[0].clone();
+        let formulas = wb.worksheet_formula(&sheet).unwrap();
+        assert!(
+            formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+            "a formula in the XLSX"
+        );
+        let cells = wb.worksheet_range(&sheet).unwrap();
+        assert!(
+            cells
+                .used_cells()
+                .any(|(_, _, c)| matches!(c, calamine::Data::String(s) if s == evil)),
+            "the name is kept as text"
+        );
+    }
 
     #[test]
     fn masking_keeps_the_ends() {

@@ -42,6 +42,7 @@ pub struct Rules {
     pub max_days_ahead: u32,
     pub max_amount: Option<AmountLimit>,
     pub duplicate_rows: Severity,
+    pub formula_values: Severity,
     pub holidays: Vec<NaiveDate>,
 }
 
@@ -74,6 +75,7 @@ impl Rules {
             max_days_ahead: ch.limits.max_days_ahead,
             max_amount: ch.limits.max_amount.clone(),
             duplicate_rows: ch.duplicate_rows,
+            formula_values: ch.formula_values,
             holidays: cfg.paygate.holidays.clone(),
         })
     }
@@ -455,6 +457,29 @@ impl<'a> Validator<'a> {
         };
         let text = cell.text.trim();
         self.check_text(row, idx, text, what, what, max, out);
+        // Checked on the cell as written: a leading tab or CR is trimmed away above, but a
+        // spreadsheet would still read what follows as a formula.
+        let raw = cell.text.trim_start_matches(' ');
+        if crate::results::is_formula_like(raw) {
+            let code = if field == Field::Name {
+                "name.formula"
+            } else {
+                "reference.formula"
+            };
+            out.push(Finding {
+                severity: self.rules.formula_values,
+                ..Finding::error(
+                    code,
+                    format!(
+                        "the payee's {what} starts with `{}`: a spreadsheet would run it as a formula (formula injection); remove the leading character",
+                        raw.chars().next().unwrap_or('=').escape_default()
+                    ),
+                )
+                .at(row.number)
+                .col(&self.map.column_ref(idx))
+                .value(text)
+            });
+        }
         Some(text.to_string())
     }
 

@@ -712,14 +712,7 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::delivery::write_durably(path, |w| w.write_all(bytes))
 }
 
-/// A value that a spreadsheet would run as a formula gets a leading `'` (OWASP).
-pub fn neutralize(v: &str) -> String {
-    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    }
-}
+pub use crate::results::neutralize;
 
 /// `NAME.errors.csv` (every finding) and `NAME.errors.txt` (a short note in the channel's
 /// language) beside the refused file.
