@@ -107,3 +107,55 @@ fn every_shared_sample_is_understood_or_refused_clearly() {
         );
     }
 }
+
+/// In JSON (`paygate inspect --json`) every status is the ISO code the file carries, spelled as
+/// the standard spells it (`ACTC`, not `Actc`), so that a consumer can match on it.
+#[test]
+fn json_carries_the_iso_codes_of_the_file() {
+    let Some(dir) = samples_dir() else { return };
+    let mut checked = 0;
+    for d in ["pain.002", "camt.053", "camt.054"] {
+        for e in std::fs::read_dir(dir.join(d)).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let Ok(m) = bank::parse(&bytes) else { continue };
+            let text = String::from_utf8_lossy(&bytes);
+            let json = serde_json::to_value(&m).unwrap();
+            let mut codes = Vec::new();
+            collect(&json, &mut codes);
+            for (key, code) in codes {
+                checked += 1;
+                let in_file = match key.as_str() {
+                    "direction" => {
+                        text.contains(&format!(">{code}<")) || text.contains(&format!("\"{code}\""))
+                    }
+                    _ => text.contains(&format!(">{code}<")),
+                };
+                assert!(
+                    in_file,
+                    "{}: `{key}` is {code:?} in JSON, which the file does not say",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} codes checked");
+}
+
+/// Every `status`/`group_status`/`direction`-like string value in a JSON tree, with its key.
+fn collect(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                if let serde_json::Value::String(s) = x
+                    && (k == "direction" || (k.ends_with("status") && k != "entry_status"))
+                    && s.len() == 4
+                {
+                    out.push((k.clone(), s.clone()));
+                }
+                collect(x, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+        _ => {}
+    }
+}

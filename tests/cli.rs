@@ -281,7 +281,14 @@ fn mutated_inputs_never_panic() {
 
 #[test]
 fn formats_lists_pain001_versions_and_templates() {
-    let o = paygate(&["--config", CFG, "formats"]);
+    formats_listed(&["--config", CFG, "formats"]);
+    // Without a config file: the built-in versions and the shipped templates.
+    let out = formats_listed(&["--config", "/nonexistent/paygate.toml", "formats"]);
+    assert!(out.contains("no config at"), "{out}");
+}
+
+fn formats_listed(args: &[&str]) -> String {
+    let o = paygate(args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
     for name in [
@@ -297,6 +304,7 @@ fn formats_lists_pain001_versions_and_templates() {
             "{name} not listed:\n{out}"
         );
     }
+    out
 }
 
 #[test]

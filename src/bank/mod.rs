@@ -15,8 +15,9 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-/// ISO 20022 payment status codes (ExternalPaymentTransactionStatus1Code and friends).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// ISO 20022 payment status codes (ExternalPaymentTransactionStatus1Code and friends). In JSON
+/// a status is its ISO code (`"ACTC"`), as the standard spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Rcvd,
     Actc,
@@ -68,6 +69,12 @@ impl Status {
             Status::Canc => "CANC",
             Status::Other(s) => s,
         }
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
     }
 }
 
@@ -147,9 +154,12 @@ pub struct AccountReport {
     pub entries: Vec<Entry>,
 }
 
+/// Credit or debit, as ISO 20022 codes them (`CdtDbtInd`): `"CRDT"`, `"DBIT"` in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Direction {
+    #[serde(rename = "CRDT")]
     Credit,
+    #[serde(rename = "DBIT")]
     Debit,
 }
 
