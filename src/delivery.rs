@@ -240,30 +240,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Prefix and suffix of the temporary files `write_durably` writes beside their target: a
-/// crash can leave one behind, and the daemon removes them at start (`Folders::remove_stale`).
-pub const TEMP_PREFIX: &str = ".paygate-";
-pub const TEMP_SUFFIX: &str = ".tmp";
-
-/// Writes `path` through a temporary file beside it, synced, then renamed.
-pub(crate) fn write_durably(
-    path: &Path,
-    f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(TEMP_SUFFIX)
-        .tempfile_in(dir)?;
-    f(tmp.as_file_mut())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
@@ -554,7 +530,7 @@ async fn open_spooled(
                 "{}.reason.txt",
                 q.file_name().unwrap_or_default().to_string_lossy()
             ));
-            write_durably(&note, |w| {
+            crate::durable::write(&note, |w| {
                 writeln!(w, "{remote_name}: quarantined by paygate\n{reason}")
             })
             .map_err(io(&note))?;

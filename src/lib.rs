@@ -12,6 +12,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod delivery;
+pub mod durable;
 pub mod finding;
 pub mod inbound;
 pub mod intake;

@@ -166,10 +166,6 @@ fn csv_bytes(lines: &[Line], summary: &[String], lang: Language) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::delivery::write_durably(path, |w| w.write_all(bytes))
-}
-
 /// Writes `<results>/<file stem>.batch<ID>.result.csv` and `.xlsx` (the batch id keeps next
 /// month's `payroll.xlsx` from replacing this month's report); returns their paths.
 pub fn write(
@@ -194,7 +190,7 @@ pub fn write(
         _ => [b"\xEF\xBB\xBF".as_slice(), &text].concat(),
     };
     let csv_path = results_dir.join(format!("{stem}.batch{batch}.result.csv"));
-    write_atomic(&csv_path, &bytes)?;
+    crate::durable::write_bytes(&csv_path, &bytes)?;
 
     let mut wb = rust_xlsxwriter::Workbook::new();
     let xl = |e: rust_xlsxwriter::XlsxError| std::io::Error::other(e.to_string());
@@ -237,7 +233,7 @@ pub fn write(
     }
     let xlsx = wb.save_to_buffer().map_err(xl)?;
     let xlsx_path = results_dir.join(format!("{stem}.batch{batch}.result.xlsx"));
-    write_atomic(&xlsx_path, &xlsx)?;
+    crate::durable::write_bytes(&xlsx_path, &xlsx)?;
     Ok(vec![csv_path, xlsx_path])
 }
 

@@ -270,7 +270,7 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
                         stage = "declined",
                         "batch {batch} declined by {user}: {reason}"
                     );
-                    super::stages::note_to_submitter(
+                    super::pickup::note_to_submitter(
                         ctx,
                         batch,
                         "declined",

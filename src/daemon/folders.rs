@@ -55,8 +55,8 @@ impl Folders {
         for dir in [&self.results, &self.rejected] {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(crate::delivery::TEMP_PREFIX)
-                    && name.ends_with(crate::delivery::TEMP_SUFFIX)
+                if name.starts_with(crate::durable::TEMP_PREFIX)
+                    && name.ends_with(crate::durable::TEMP_SUFFIX)
                     && e.file_type().is_ok_and(|t| t.is_file())
                     && std::fs::remove_file(e.path()).is_ok()
                 {
@@ -376,14 +376,14 @@ mod tests {
         // A crash between the temporary file and its rename leaves one behind.
         let target = f.results.join("payroll.batch1.result.csv");
         let left = tempfile::Builder::new()
-            .prefix(crate::delivery::TEMP_PREFIX)
-            .suffix(crate::delivery::TEMP_SUFFIX)
+            .prefix(crate::durable::TEMP_PREFIX)
+            .suffix(crate::durable::TEMP_SUFFIX)
             .tempfile_in(&f.results)
             .unwrap()
             .into_temp_path()
             .keep()
             .unwrap();
-        crate::delivery::write_durably(&target, |w| w.write_all(b"done")).unwrap();
+        crate::durable::write_bytes(&target, b"done").unwrap();
         std::fs::write(f.rejected.join(".tmp-someone-elses"), b"x").unwrap();
         std::fs::write(f.rejected.join("x.csv.errors.txt"), b"x").unwrap();
         assert_eq!(f.remove_stale(), 1);

@@ -232,22 +232,6 @@ pub async fn start(prepared: Prepared) {
         ctx.shutdown.child_token(),
     ));
     let cfg = ctx.cfg();
-    // Batches waiting for approval that the policy has not decided yet (a store from before
-    // approval policies): decided now, before any file is picked up.
-    match ctx.store.batches_in(&[BatchState::AwaitingApproval]).await {
-        Ok(rows) => {
-            for row in rows.into_iter().filter(|r| r.approvals_required.is_none()) {
-                let Some(ch) = cfg.channel(&row.channel) else {
-                    tracing::warn!(batch = row.id, channel = %row.channel, stage = "recovery", "batch {} waits for approval on channel `{}`, which is not configured: it cannot be decided", row.id, row.channel);
-                    continue;
-                };
-                if let Err(e) = pickup::decide_approval(&ctx, &cfg, ch, &row).await {
-                    tracing::error!(batch = row.id, stage = "recovery", "{e}");
-                }
-            }
-        }
-        Err(e) => tracing::error!(stage = "recovery", "{e}"),
-    }
     // Files claimed by an earlier run but not finished.
     for (name, ch) in &cfg.channels {
         for path in pickup::leftovers(&Folders::of(&cfg, ch)) {
@@ -614,7 +598,8 @@ async fn scheduler(ctx: Arc<Ctx>, token: CancellationToken) {
                 for row in rows {
                     if row.state == BatchState::AwaitingApproval {
                         if row.approvals_required.is_none() {
-                            // Its decision failed (or never ran): decided again here. A pickup
+                            // Its decision failed or never ran (a store from before approval
+                            // policies): decided here, from the first pass after start. A pickup
                             // deciding it at the same moment makes this one do nothing.
                             let cfg = ctx.cfg();
                             if let Some(ch) = cfg.channel(&row.channel)
@@ -831,13 +816,7 @@ pub async fn pending_approvals(
     asking: Option<&str>,
 ) -> Result<Vec<PendingApproval>, StoreError> {
     let cfg = ctx.cfg();
-    let people: Vec<crate::approval::Person> = {
-        let mut v = Vec::new();
-        for u in ctx.store.users().await? {
-            v.push(ctx.store.person(&u.name).await?);
-        }
-        v
-    };
+    let people = ctx.store.people().await?;
     let mut out = Vec::new();
     for p in ctx.store.pending().await? {
         let facts = crate::approval::BatchFacts {

@@ -106,32 +106,12 @@ async fn refuse_entry(
     why: &str,
 ) -> Result<(), PickupError> {
     let from = f.inbound.join(name);
-    let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
-    let to = folders::free_name(&f.rejected, name, &stamp);
-    let to_name = to
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    write_text(
-        &f.rejected.join(format!("{to_name}.errors.txt")),
-        &format!(
-            "{name}: not processed — it {why}. paygate never follows links or opens pipes and devices.\n\
-             Drop the payment file itself (a regular file) into inbound/.\n"
-        ),
-    )
-    .map_err(io(&f.rejected))?;
-    std::fs::rename(&from, &to).map_err(io(&from))?;
-    folders::sync_dir(&f.rejected);
+    let note = format!(
+        "{name}: not processed — it {why}. paygate never follows links or opens pipes and devices.\n\
+         Drop the payment file itself (a regular file) into inbound/.\n"
+    );
+    let to = move_aside(ctx, channel, f, &from, name, &note, "paygate", why).await?;
     tracing::warn!(channel, file = %name, stage = "pickup", error_code = "pickup.refused", "refused: it {why}; moved to {}", to.display());
-    ctx.store
-        .audit_event(
-            "paygate",
-            "file.refused",
-            None,
-            &format!("channel={channel} name={name} reason={why}"),
-        )
-        .await?;
     Ok(())
 }
 
@@ -500,7 +480,7 @@ async fn finish(
         BatchState::Declined => {
             // Declined by a hard limit at intake: the people who dropped it are told.
             let why = row.approval_reasons.join("; ");
-            super::stages::note_to_submitter(ctx, row.id, "declined", &why).await;
+            note_to_submitter(ctx, row.id, "declined", &why).await;
             archive(ctx, f, &row, claimed, name).await
         }
         BatchState::AwaitingApproval | BatchState::Approved => {
@@ -615,6 +595,30 @@ async fn refuse_submitter(
     submitter: &str,
     why: &str,
 ) -> Result<(), PickupError> {
+    let note = format!(
+        "{name}: not processed — files in channel `{channel}` are accepted only from users holding its submitter role, and this file came from {submitter}.\n\
+         {why}\n\
+         Nothing from this file was recorded or sent. Once the role is granted, drop the file into inbound/ again.\n\n\
+         {name}：未处理——通道 `{channel}` 只接受具有提交人（submitter）角色的用户提交的文件，本文件来自 {submitter}。请管理员授予角色后重新放入 inbound/。\n"
+    );
+    let to = move_aside(ctx, channel, f, claimed, name, &note, submitter, why).await?;
+    tracing::warn!(channel, file = %name, submitter, stage = "pickup", error_code = "pickup.not_a_submitter", "refused: {why}; moved to {}", to.display());
+    Ok(())
+}
+
+/// Moves a file that is not processed into `rejected/` (under a free name) with
+/// `NAME.errors.txt` holding `note` beside it, and records the refusal (by `actor`).
+#[allow(clippy::too_many_arguments)]
+async fn move_aside(
+    ctx: &Ctx,
+    channel: &str,
+    f: &Folders,
+    from: &Path,
+    name: &str,
+    note: &str,
+    actor: &str,
+    why: &str,
+) -> Result<PathBuf, PickupError> {
     let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
     let to = folders::free_name(&f.rejected, name, &stamp);
     let to_name = to
@@ -622,29 +626,21 @@ async fn refuse_submitter(
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    write_text(
-        &f.rejected.join(format!("{to_name}.errors.txt")),
-        &format!(
-            "{name}: not processed — files in channel `{channel}` are accepted only from users holding its submitter role, and this file came from {submitter}.\n\
-             {why}\n\
-             Nothing from this file was recorded or sent. Once the role is granted, drop the file into inbound/ again.\n\n\
-             {name}：未处理——通道 `{channel}` 只接受具有提交人（submitter）角色的用户提交的文件，本文件来自 {submitter}。请管理员授予角色后重新放入 inbound/。\n"
-        ),
-    )
-    .map_err(io(&f.rejected))?;
-    std::fs::rename(claimed, &to).map_err(io(claimed))?;
+    write_text(&f.rejected.join(format!("{to_name}.errors.txt")), note).map_err(io(&f.rejected))?;
+    std::fs::rename(from, &to).map_err(io(from))?;
     folders::sync_dir(&f.rejected);
-    folders::sync_dir(&f.processing);
-    tracing::warn!(channel, file = %name, submitter, stage = "pickup", error_code = "pickup.not_a_submitter", "refused: {why}; moved to {}", to.display());
+    if let Some(dir) = from.parent() {
+        folders::sync_dir(dir);
+    }
     ctx.store
         .audit_event(
-            submitter,
+            actor,
             "file.refused",
             None,
             &format!("channel={channel} name={name} reason={why}"),
         )
         .await?;
-    Ok(())
+    Ok(to)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -705,11 +701,7 @@ async fn reject_duplicate(
 }
 
 fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
-    write_durably(path, text.as_bytes())
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::delivery::write_durably(path, |w| w.write_all(bytes))
+    crate::durable::write_bytes(path, text.as_bytes())
 }
 
 pub use crate::results::neutralize;
@@ -748,7 +740,7 @@ fn write_rejection(
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
-    write_durably(&dir.join(format!("{to_name}.errors.csv")), &bytes)?;
+    crate::durable::write_bytes(&dir.join(format!("{to_name}.errors.csv")), &bytes)?;
     let warnings = v.findings.len() - v.errors;
     let mut text = if zh {
         format!(
@@ -818,4 +810,43 @@ pub fn leftovers(f: &Folders) -> Vec<PathBuf> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// Tells the people who dropped a batch's file that it will not be sent (declined by a
+/// person or a hard limit, or expired): `rejected/NAME.batchN.WHAT.txt`, in English and
+/// Chinese. A failure to write it is logged; the store already holds the decision.
+pub async fn note_to_submitter(ctx: &Ctx, batch: i64, what: &str, why: &str) {
+    let cfg = ctx.cfg();
+    let Ok(row) = ctx.store.batch(batch).await else {
+        return;
+    };
+    let Some(ch) = cfg.channel(&row.channel) else {
+        return;
+    };
+    let name = ctx
+        .store
+        .file_name_of_batch(batch)
+        .await
+        .unwrap_or_else(|_| format!("batch{batch}"));
+    let f = Folders::of(&cfg, ch);
+    let path = f.rejected.join(format!("{name}.batch{batch}.{what}.txt"));
+    let zh = match what {
+        "expired" => "已过期：未在规定时间内获得审批，不会发送给银行",
+        _ => "已拒绝：不会发送给银行",
+    };
+    let text = format!(
+        "{name} (batch {batch}): {what} — {why}.\nNothing from this file was sent to the bank. Fix what is said above and drop the file into inbound/ again (an admin re-admits an unchanged file: paygate readmit).\n\n{name}（批次 {batch}）：{zh}。原因：{why}。\n",
+    );
+    let p = path.clone();
+    let written =
+        tokio::task::spawn_blocking(move || crate::durable::write_bytes(&p, text.as_bytes())).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!(
+            batch,
+            stage = what,
+            error_code = "note.unwritten",
+            "could not write {}",
+            path.display()
+        );
+    }
 }

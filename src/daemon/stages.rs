@@ -285,7 +285,7 @@ pub async fn expire(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<bool, StepError> {
     let hours = ch.approval.expire_hours;
     ctx.store.expire_batch(row.id, hours, now).await?;
     tracing::warn!(batch = row.id, channel = %row.channel, stage = "expired", error_code = "batch.expired", "batch {} expired: nobody approved it within {hours} hours; it will not be sent", row.id);
-    note_to_submitter(
+    super::pickup::note_to_submitter(
         ctx,
         row.id,
         "expired",
@@ -296,47 +296,6 @@ pub async fn expire(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<bool, StepError> {
     )
     .await;
     Ok(true)
-}
-
-/// Tells the people who dropped a batch's file that it will not be sent (declined by a
-/// person or a hard limit, or expired): `rejected/NAME.batchN.WHAT.txt`, in English and
-/// Chinese. A failure to write it is logged; the store already holds the decision.
-pub async fn note_to_submitter(ctx: &Ctx, batch: i64, what: &str, why: &str) {
-    let cfg = ctx.cfg();
-    let Ok(row) = ctx.store.batch(batch).await else {
-        return;
-    };
-    let Some(ch) = cfg.channel(&row.channel) else {
-        return;
-    };
-    let name = ctx
-        .store
-        .file_name_of_batch(batch)
-        .await
-        .unwrap_or_else(|_| format!("batch{batch}"));
-    let f = super::folders::Folders::of(&cfg, ch);
-    let path = f.rejected.join(format!("{name}.batch{batch}.{what}.txt"));
-    let zh = match what {
-        "expired" => "已过期：未在规定时间内获得审批，不会发送给银行",
-        _ => "已拒绝：不会发送给银行",
-    };
-    let text = format!(
-        "{name} (batch {batch}): {what} — {why}.\nNothing from this file was sent to the bank. Fix what is said above and drop the file into inbound/ again (an admin re-admits an unchanged file: paygate readmit).\n\n{name}（批次 {batch}）：{zh}。原因：{why}。\n",
-    );
-    let p = path.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        crate::delivery::write_durably(&p, |w| w.write_all(text.as_bytes()))
-    })
-    .await;
-    if !matches!(written, Ok(Ok(()))) {
-        tracing::error!(
-            batch,
-            stage = what,
-            error_code = "note.unwritten",
-            "could not write {}",
-            path.display()
-        );
-    }
 }
 
 /// How long to wait before trying a failed step of a batch again: 5 s doubling to 10 min.

@@ -124,20 +124,21 @@ async fn load_person(conn: &mut SqliteConnection, name: &str) -> Result<Person, 
     .await?;
     let grants = rows
         .iter()
-        .filter_map(|r| {
-            Some(Grant {
-                role: Role::parse(r.get::<&str, _>(0))?,
-                channel: r.get(1),
-                limit: r
-                    .get::<Option<String>, _>(2)
-                    .and_then(|l| AmountLimit::parse(&l).ok()),
-            })
-        })
+        .filter_map(|r| grant(r.get(0), r.get(1), r.get(2)))
         .collect();
     Ok(Person {
         name: name.into(),
         standing,
         grants,
+    })
+}
+
+/// A stored role as the policy sees it (an unknown role name holds nothing).
+fn grant(role: &str, channel: String, limit: Option<String>) -> Option<Grant> {
+    Some(Grant {
+        role: Role::parse(role)?,
+        channel,
+        limit: limit.and_then(|l| AmountLimit::parse(&l).ok()),
     })
 }
 
@@ -581,6 +582,28 @@ impl Store {
                     created_by: u.get(4),
                     disabled_at: u.get(5),
                 }
+            })
+            .collect())
+    }
+
+    /// Every user as the policy sees them (one read of users and roles).
+    pub async fn people(&self) -> Result<Vec<Person>, StoreError> {
+        Ok(self
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| Person {
+                standing: if u.disabled_at.is_some() {
+                    Standing::Disabled
+                } else {
+                    Standing::Active
+                },
+                grants: u
+                    .roles
+                    .into_iter()
+                    .filter_map(|r| grant(&r.role, r.channel, r.limit))
+                    .collect(),
+                name: u.name,
             })
             .collect())
     }

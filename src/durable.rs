@@ -1,0 +1,34 @@
+//! Durable file writes: a temporary file beside the target, synced, renamed over it, the
+//! folder synced. A leaf: every module that writes files for people or for the record uses it.
+//! A crash can leave a temporary file behind; its name says it is paygate's, and the daemon
+//! removes such leftovers at start (`daemon::folders::Folders::remove_stale`).
+
+use std::io::Write;
+use std::path::Path;
+
+pub const TEMP_PREFIX: &str = ".paygate-";
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Writes `path` through `f`, durably and atomically.
+pub fn write(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)?;
+    f(tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path`, durably and atomically.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write(path, |w| w.write_all(bytes))
+}
