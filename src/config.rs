@@ -356,16 +356,113 @@ fn yes() -> bool {
     true
 }
 
-/// Encoding of CSV input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+/// Encoding of CSV input: detected (`auto`, among the channel's `encodings`) or fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InputEncoding {
     #[default]
     Auto,
-    Utf8,
-    Utf16,
-    Gbk,
-    Gb18030,
+    Fixed(CsvEncoding),
+}
+
+impl InputEncoding {
+    /// Chinese Excel's encodings, in which results are written back.
+    pub fn is_gb(self) -> bool {
+        matches!(self, InputEncoding::Fixed(e) if e.0 == encoding_rs::GBK || e.0 == encoding_rs::GB18030)
+    }
+}
+
+impl<'de> Deserialize<'de> for InputEncoding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(InputEncoding::Auto);
+        }
+        CsvEncoding::from_label(&s)
+            .map(InputEncoding::Fixed)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One encoding a CSV file may be in. UTF-16 stands for both byte orders (the BOM decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvEncoding(pub &'static encoding_rs::Encoding);
+
+impl CsvEncoding {
+    pub const UTF_16: CsvEncoding = CsvEncoding(encoding_rs::UTF_16LE);
+
+    /// A WHATWG label (`utf-8`, `utf-16`, `gb18030`, `gbk`, `windows-1252`, `iso-8859-15`,
+    /// `latin1` …), case-insensitive; `utf8`/`utf16` are accepted too.
+    pub fn from_label(s: &str) -> Result<CsvEncoding, String> {
+        let l = s.trim().to_ascii_lowercase();
+        if matches!(
+            l.as_str(),
+            "utf16" | "utf-16" | "utf-16le" | "utf-16be" | "unicode"
+        ) {
+            return Ok(CsvEncoding::UTF_16);
+        }
+        match encoding_rs::Encoding::for_label(l.as_bytes()) {
+            Some(e) if e == encoding_rs::REPLACEMENT || e == encoding_rs::X_USER_DEFINED => {
+                Err(format!("`{s}` is not an encoding a CSV file is written in"))
+            }
+            Some(e) => Ok(CsvEncoding(e)),
+            None => Err(format!(
+                "unknown encoding `{s}`: use auto, or one of utf-8, utf-16, gb18030, gbk, windows-1252, iso-8859-15 (any WHATWG label)"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        if self == CsvEncoding::UTF_16 {
+            "UTF-16"
+        } else {
+            self.0.name()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CsvEncoding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CsvEncoding::from_label(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What `encoding = "auto"` chooses among when a channel does not say: UTF-8 and UTF-16 (Excel's
+/// "CSV UTF-8" and "Unicode text"), GB18030 (Chinese Excel's ANSI) and Windows-1252 (Western
+/// European Excel's ANSI).
+pub fn default_encodings() -> Vec<CsvEncoding> {
+    vec![
+        CsvEncoding(encoding_rs::UTF_8),
+        CsvEncoding::UTF_16,
+        CsvEncoding(encoding_rs::GB18030),
+        CsvEncoding(encoding_rs::WINDOWS_1252),
+    ]
+}
+
+/// How amounts written as text separate decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecimalSeparator {
+    /// From the amounts themselves: the first one that can only be read one way fixes the
+    /// file's convention; one that could be read both ways before that is refused.
+    #[default]
+    Auto,
+    /// `1,234.56`
+    Point,
+    /// `1.234,56`
+    Comma,
+}
+
+impl<'de> Deserialize<'de> for DecimalSeparator {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.trim() {
+            "auto" => Ok(DecimalSeparator::Auto),
+            "." => Ok(DecimalSeparator::Point),
+            "," => Ok(DecimalSeparator::Comma),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a decimal separator: use \".\" (1,234.56), \",\" (1.234,56) or \"auto\""
+            ))),
+        }
+    }
 }
 
 /// When a file has no execution date column.
@@ -390,15 +487,23 @@ pub struct Channel {
     pub currency: Option<Currency>,
     #[serde(default)]
     pub encoding: InputEncoding,
+    /// The encodings `auto` chooses among, for a channel whose files come from one part of the
+    /// world: `["utf-8", "gb18030"]` for a Chinese payroll, `["utf-8", "windows-1252"]` for a
+    /// European supplier channel.
+    #[serde(default = "default_encodings")]
+    pub encodings: Vec<CsvEncoding>,
     /// CSV delimiter; detected when absent (`,` `;` tab `|`).
     #[serde(default)]
     pub delimiter: Option<char>,
     /// Worksheet name; the first sheet when absent.
     #[serde(default)]
     pub sheet: Option<String>,
-    /// Amounts written `1.234,56`.
+    /// How text amounts separate decimals: `"."`, `","` or `"auto"` (from the amounts).
     #[serde(default)]
-    pub decimal_comma: bool,
+    pub decimal_separator: DecimalSeparator,
+    /// Replaced by `decimal_separator = ","`; still read, and refused beside it.
+    #[serde(default)]
+    pub decimal_comma: Option<bool>,
     /// chrono format for dates written like `15/12/2026` (ambiguous without it).
     #[serde(default)]
     pub date_format: Option<String>,
@@ -443,6 +548,17 @@ pub struct Channel {
     pub submitter: Option<String>,
     #[serde(default)]
     pub approval: Approval,
+}
+
+impl Channel {
+    /// The decimal separator, from `decimal_separator` or the older `decimal_comma`.
+    pub fn decimal_separator(&self) -> DecimalSeparator {
+        match (self.decimal_separator, self.decimal_comma) {
+            (DecimalSeparator::Auto, Some(true)) => DecimalSeparator::Comma,
+            (DecimalSeparator::Auto, Some(false)) => DecimalSeparator::Point,
+            (s, _) => s,
+        }
+    }
 }
 
 fn default_scan_secs() -> u64 {
@@ -745,6 +861,14 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
     s
 }
 
+/// `AB12 CD34…` and `ab12cd34…` are the same fingerprint.
+pub fn normalize_fingerprint(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
 impl Config {
     /// Reads, parses and checks the config; every problem is reported, not just the first.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -1004,7 +1128,7 @@ impl Config {
                     );
                 }
                 for (i, f) in pgp.fingerprints.iter().enumerate() {
-                    let n = crate::seal::normalize_fingerprint(f);
+                    let n = normalize_fingerprint(f);
                     if !(n.len() == 40 || n.len() == 64)
                         || !n.bytes().all(|b| b.is_ascii_hexdigit())
                     {
@@ -1126,6 +1250,20 @@ impl Config {
         }
         for (name, ch) in &self.channels {
             let key = format!("channels.{name}");
+            if ch.decimal_comma.is_some() && ch.decimal_separator != DecimalSeparator::Auto {
+                p(
+                    format!("{key}.decimal_comma"),
+                    "is replaced by decimal_separator, which is set too: remove decimal_comma"
+                        .into(),
+                );
+            }
+            if ch.encodings.is_empty() {
+                p(
+                    format!("{key}.encodings"),
+                    "is empty: list the encodings files may be in, e.g. [\"utf-8\", \"gb18030\"]"
+                        .into(),
+                );
+            }
             let bank = self.banks.get(&ch.bank);
             if bank.is_none() {
                 p(
@@ -1566,13 +1704,45 @@ folder = "payroll"
                 "currencies = [\"CNY\"]",
                 "currencies = [\"CNY\", \"XYZ\"]\ncolour = \"red\"",
             )
-            .replace("bank = \"icbc\"", "bank = \"boc\"\nencoding = \"latin9\"")
+            .replace(
+                "bank = \"icbc\"",
+                "bank = \"boc\"\nencoding = \"ebcdic-37\"",
+            )
             .replace("country = \"CN\"", "country = \"China\"");
         let problems = Config::parse(&bad, Path::new(".")).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"banks.icbc.currencies[1]"), "{problems:#?}");
         assert!(keys.contains(&"banks.icbc.colour"), "{problems:#?}");
         assert!(keys.contains(&"channels.payroll.encoding"), "{problems:#?}");
+        let enc = problems
+            .iter()
+            .find(|p| p.key == "channels.payroll.encoding")
+            .unwrap();
+        assert!(
+            enc.message.contains("unknown encoding `ebcdic-37`"),
+            "{enc:?}"
+        );
+        // Western European encodings by any WHATWG label; a channel narrows what `auto` picks.
+        let western = GOOD.replace(
+            "bank = \"icbc\"",
+            "bank = \"icbc\"\nencodings = [\"utf-8\", \"latin1\"]\ndecimal_separator = \",\"",
+        );
+        let cfg = Config::parse(&western, Path::new(".")).unwrap();
+        let ch = &cfg.channels["payroll"];
+        assert_eq!(
+            ch.encodings,
+            vec![
+                CsvEncoding(encoding_rs::UTF_8),
+                CsvEncoding(encoding_rs::WINDOWS_1252)
+            ]
+        );
+        assert_eq!(ch.decimal_separator(), DecimalSeparator::Comma);
+        let both = western.replace("bank = \"icbc\"", "bank = \"icbc\"\ndecimal_comma = true");
+        let problems = Config::parse(&both, Path::new(".")).unwrap_err();
+        assert_eq!(
+            problems[0].key, "channels.payroll.decimal_comma",
+            "{problems:#?}"
+        );
         // Semantic checks need a complete structure; those come once the structure is right.
         let semantic = GOOD
             .replace("bank = \"icbc\"", "bank = \"boc\"")

@@ -4,7 +4,7 @@
 //! with a BOM so that Excel opens it right) and as XLSX. Written atomically.
 
 use crate::bank::reasons::{Language, explain};
-use crate::config::{Channel, InputEncoding};
+use crate::config::Channel;
 use crate::reconcile::PaymentState;
 use crate::store::StoredPayment;
 use rust_decimal::Decimal;
@@ -182,12 +182,15 @@ pub fn write(
         .map_or("batch".into(), |s| s.to_string_lossy().into_owned());
     let (lines, summary) = lines(payments, lang);
     let text = csv_bytes(&lines, &summary, lang);
-    let bytes = match channel.encoding {
-        InputEncoding::Gbk | InputEncoding::Gb18030 => encoding_rs::GB18030
+    // Back in GB18030 for a channel fixed to Chinese Excel's encoding; otherwise UTF-8 with
+    // the BOM by which Excel recognises it (Windows-1252 could not hold every name).
+    let bytes = if channel.encoding.is_gb() {
+        encoding_rs::GB18030
             .encode(&String::from_utf8_lossy(&text))
             .0
-            .into_owned(),
-        _ => [b"\xEF\xBB\xBF".as_slice(), &text].concat(),
+            .into_owned()
+    } else {
+        [b"\xEF\xBB\xBF".as_slice(), &text].concat()
     };
     let csv_path = results_dir.join(format!("{stem}.batch{batch}.result.csv"));
     crate::durable::write_bytes(&csv_path, &bytes)?;

@@ -3,7 +3,7 @@
 //! config, each pinned to its fingerprint. Synchronous: the daemon calls it in
 //! `spawn_blocking`. Never touches the network or the store.
 
-use crate::config::{BankPgp, CompanyPgp, Compression};
+use crate::config::{BankPgp, CompanyPgp, Compression, normalize_fingerprint};
 use openpgp::cert::prelude::*;
 use openpgp::crypto::{KeyPair, SessionKey};
 use openpgp::packet::{PKESK, SKESK};
@@ -115,14 +115,6 @@ impl std::fmt::Display for Refusal {
 
 fn pgp(e: anyhow::Error) -> SealError {
     SealError::Pgp(format!("{e:#}"))
-}
-
-/// `AB12 CD34…` and `ab12cd34…` are the same fingerprint.
-pub fn normalize_fingerprint(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase()
 }
 
 /// A key that will expire soon: said by `paygate check` and the daemon's log.

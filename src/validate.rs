@@ -2,14 +2,14 @@
 //! row and column. Pure: the caller reads the file (intake) and decides what to do with the
 //! payments; the clock comes in as `Rules::today`. Never stops at the first error.
 
-use crate::config::{AmountLimit, Config, DomesticBankCode};
+use crate::config::{AmountLimit, Config, DecimalSeparator, DomesticBankCode};
 use crate::finding::{ColumnRef, Finding, Severity};
 use crate::intake::columns::{self, Field, Mapping};
 use crate::intake::{CellKind, IntakeError, RawRow, SourceFormat, Table};
 use crate::model::charset::{self, CharChange, Charset};
 use crate::model::{
     Account, AccountProblem, Address, AmountProblem, BankId, Bic, ChannelKind, Cnaps, Currency,
-    DomesticAccount, Iban, Money, Payment, parse_decimal,
+    DomesticAccount, Iban, Money, Payment, Written, parse_decimal, written_with,
 };
 use chrono::{Datelike, NaiveDate, Weekday};
 use rust_decimal::Decimal;
@@ -35,7 +35,7 @@ pub struct Rules {
     pub require_bic: bool,
     pub currencies: Vec<Currency>,
     pub default_currency: Currency,
-    pub decimal_comma: bool,
+    pub decimal: DecimalSeparator,
     pub date_format: Option<String>,
     pub today: NaiveDate,
     pub default_date: NaiveDate,
@@ -68,7 +68,7 @@ impl Rules {
             require_bic: bank.require_bic,
             currencies: bank.currencies.clone(),
             default_currency: ch.currency.unwrap_or(debtor.currency),
-            decimal_comma: ch.decimal_comma,
+            decimal: ch.decimal_separator(),
             date_format: ch.date_format.clone(),
             today,
             default_date: cfg.default_execution_date(ch, today),
@@ -138,13 +138,7 @@ pub fn validate_table(
         findings: vec![],
     };
     // The header is searched among the first non-blank rows; they are kept to be processed after.
-    let mut top: Vec<RawRow> = Vec::new();
-    let mut row = RawRow::default();
-    while top.len() < HEADER_SEARCH_ROWS && table.next_row(&mut row)? {
-        if !row.is_blank() {
-            top.push(row.clone());
-        }
-    }
+    let mut top = top_rows(table)?;
     if top.is_empty() {
         report.findings.push(Finding::error(
             "file.empty",
@@ -154,9 +148,37 @@ pub fn validate_table(
     }
     let (header_idx, mapping) = match columns::find_header(&top, channel, &rules.channel) {
         Ok(found) => found,
-        Err(findings) => {
-            report.findings = findings;
-            return Ok(report);
+        Err(mut findings) => {
+            // The encoding was a guess: the header found in another allowed one decides.
+            let mut retried = None;
+            for &enc in &table.other_encodings {
+                let mut other = table.reopen_as(channel, enc)?;
+                let other_top = top_rows(&mut other)?;
+                if let Ok(found) = columns::find_header(&other_top, channel, &rules.channel) {
+                    retried = Some((other, other_top, found));
+                    break;
+                }
+            }
+            match retried {
+                Some((other, other_top, found)) => {
+                    *table = other;
+                    top = other_top;
+                    report.format = table.format.clone();
+                    found
+                }
+                None => {
+                    if let SourceFormat::Csv { encoding, .. } = &report.format {
+                        let hint = read_as_hint(encoding, &top[0], &rules.channel);
+                        for f in findings.iter_mut().filter(|f| {
+                            f.code == "header.missing" || f.code == "header.missing_column"
+                        }) {
+                            f.message.push_str(&hint);
+                        }
+                    }
+                    report.findings = findings;
+                    return Ok(report);
+                }
+            }
         }
     };
     report.header_row = Some(mapping.header_row);
@@ -183,6 +205,7 @@ pub fn validate_table(
             return Err(too_many(table));
         }
     }
+    let mut row = RawRow::default();
     while table.next_row(&mut row)? {
         if let Some(p) = v.row(&row) {
             sink(p);
@@ -195,10 +218,48 @@ pub fn validate_table(
     Ok(report)
 }
 
+/// The first non-blank rows, among which the header is searched.
+fn top_rows(table: &mut Table) -> Result<Vec<RawRow>, IntakeError> {
+    let mut top: Vec<RawRow> = Vec::new();
+    let mut row = RawRow::default();
+    while top.len() < HEADER_SEARCH_ROWS && table.next_row(&mut row)? {
+        if !row.is_blank() {
+            top.push(row.clone());
+        }
+    }
+    Ok(top)
+}
+
+/// What a header problem in a CSV adds: the encoding the file was read in, what its first row
+/// reads as in it, and how to name the right one (text in the wrong encoding reads garbled).
+fn read_as_hint(encoding: &str, first: &RawRow, channel: &str) -> String {
+    let mut shown: String = first
+        .cells
+        .iter()
+        .filter(|c| !c.is_blank())
+        .map(|c| c.text.trim())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if let Some((cut, _)) = shown.char_indices().nth(80) {
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    let unicode = encoding.starts_with("UTF-");
+    if unicode && !shown.contains('\u{FFFD}') {
+        // Valid Unicode is read right: the header itself is what is missing.
+        return format!(". The first row reads `{shown}`");
+    }
+    format!(
+        ". The file was read as {encoding}, in which its first row reads `{shown}`; if that looks garbled, the file is in another encoding: set channels.{channel}.encoding (e.g. \"windows-1252\" for Western European Excel, \"gb18030\" for Chinese Excel) or narrow channels.{channel}.encodings"
+    )
+}
+
 /// Totals the file declares about itself (a "合计" trailer row or a total cell above the header).
 #[derive(Debug, Default)]
 struct Declared {
-    total: Option<(Decimal, u64, ColumnRef, String)>,
+    /// The text of the total (read at the end, when the file's decimal separator is known),
+    /// whether it was a number cell, its row, column and value as shown.
+    total: Option<(String, bool, u64, ColumnRef, String)>,
     count: Option<(u64, u64, ColumnRef, String)>,
 }
 
@@ -249,6 +310,9 @@ struct Validator<'a> {
     declared: Declared,
     /// The file has addresses, and the bank takes none: said once, at the end.
     address_not_sent: bool,
+    /// Under `decimal_separator = "auto"`: how this file writes amounts, fixed by the first one
+    /// that can be read only one way (its row and text, for the message when another differs).
+    convention: Option<(Written, u64, String)>,
 }
 
 impl<'a> Validator<'a> {
@@ -267,6 +331,7 @@ impl<'a> Validator<'a> {
             payments: 0,
             declared: Declared::default(),
             address_not_sent: false,
+            convention: None,
         }
     }
 
@@ -319,9 +384,7 @@ impl<'a> Validator<'a> {
                 letter: crate::finding::column_letter(i),
             };
             if TOTAL_LABELS.contains(&label.as_str()) {
-                if let Ok(d) = parse_decimal(&value, self.rules.decimal_comma) {
-                    self.declared.total = Some((d, row.number, col, value));
-                }
+                self.declared.total = Some((value.clone(), false, row.number, col, value));
             } else if COUNT_LABELS.contains(&label.as_str())
                 && let Ok(n) = value.replace([',', ' '], "").parse::<u64>()
             {
@@ -345,14 +408,14 @@ impl<'a> Validator<'a> {
             return None;
         }
         if self.is_totals_row(row) {
-            if let Some((c, idx)) = self.cell(row, Field::Amount)
-                && let Ok(d) = parse_decimal(
-                    &c.text,
-                    self.rules.decimal_comma && c.kind != CellKind::Number,
-                )
-            {
-                self.declared.total =
-                    Some((d, row.number, self.map.column_ref(idx), c.text.clone()));
+            if let Some((c, idx)) = self.cell(row, Field::Amount) {
+                self.declared.total = Some((
+                    c.text.clone(),
+                    c.kind == CellKind::Number,
+                    row.number,
+                    self.map.column_ref(idx),
+                    c.text.clone(),
+                ));
             }
             self.declared_in_title(row);
             return None;
@@ -361,6 +424,20 @@ impl<'a> Validator<'a> {
         let mut out = std::mem::take(&mut self.findings);
         let before = out.len();
 
+        for (idx, removed) in &row.invisible {
+            let used = Field::ALL.iter().any(|&f| self.map.col(f) == Some(*idx));
+            if used && let Some(cell) = row.get(*idx) {
+                out.push(self.at(
+                    Finding::warning(
+                        "cell.invisible",
+                        format!("removed characters Excel does not show: {removed}; check that the value is what was meant"),
+                    ),
+                    row,
+                    *idx,
+                    &cell.text,
+                ));
+            }
+        }
         for (idx, cell) in row.cells.iter().enumerate() {
             if cell.kind != CellKind::Error && cell.text.contains('\u{fffd}') {
                 out.push(self.at(Finding::error("encoding.invalid", "this cell has bytes that are not valid text in the file's encoding; save the file as \"CSV UTF-8\" or as .xlsx"), row, idx, &cell.text));
@@ -927,7 +1004,17 @@ impl<'a> Validator<'a> {
             return None;
         };
         let raw = cell.text.trim();
-        let decimal_comma = self.rules.decimal_comma && cell.kind != CellKind::Number;
+        let decimal_comma = if cell.kind == CellKind::Number {
+            false
+        } else {
+            match self.separator(raw, row.number) {
+                Ok(comma) => comma,
+                Err((code, msg)) => {
+                    out.push(self.at(Finding::error(code, msg), row, idx, raw));
+                    return None;
+                }
+            }
+        };
         let problem = |p: AmountProblem| -> (&'static str, String) {
             match p {
                 AmountProblem::NotANumber => (
@@ -983,6 +1070,93 @@ impl<'a> Validator<'a> {
             return None;
         }
         Some(money)
+    }
+
+    /// Whether the text amount `raw` (in row `row`) has a decimal comma, by the channel's
+    /// `decimal_separator`; under `auto` the first amount that can be read only one way fixes
+    /// the file's convention, and amounts that disagree with it, or could be read both ways
+    /// before it is known, are refused.
+    fn separator(&mut self, raw: &str, row: u64) -> Result<bool, (&'static str, String)> {
+        let written = written_with(raw);
+        let ch = &self.rules.channel;
+        let set = |sep: &str| format!("channels.{ch}.decimal_separator = \"{sep}\"");
+        let either = format!("channels.{ch}.decimal_separator (\".\" or \",\")");
+        match (self.rules.decimal, written) {
+            (DecimalSeparator::Point, Written::Comma) => Err((
+                "amount.decimal_separator",
+                format!(
+                    "the amount is written with a decimal comma (like 1.234,56), but this channel's amounts have a decimal point (1,234.56); write it that way, or set {}",
+                    set(",")
+                ),
+            )),
+            (DecimalSeparator::Comma, Written::Point) => Err((
+                "amount.decimal_separator",
+                format!(
+                    "the amount is written with a decimal point (like 1,234.56), but this channel's amounts have a decimal comma (1.234,56); write it that way, or set {}",
+                    set(".")
+                ),
+            )),
+            (DecimalSeparator::Point, _) => Ok(false),
+            (DecimalSeparator::Comma, _) => Ok(true),
+            (DecimalSeparator::Auto, Written::Plain) => Ok(false),
+            (DecimalSeparator::Auto, Written::Either) => match &self.convention {
+                Some((c, _, _)) => Ok(*c == Written::Comma),
+                None => {
+                    let read = |comma| {
+                        parse_decimal(raw, comma).map_or("?".to_string(), |d| d.to_string())
+                    };
+                    Err((
+                        "amount.ambiguous",
+                        format!(
+                            "`{raw}` could be {} (a thousands separator) or {} (a decimal separator), and no amount above it tells which; write it without the thousands separator or with its decimals, or set {either}",
+                            read(false),
+                            read(true)
+                        ),
+                    ))
+                }
+            },
+            (DecimalSeparator::Auto, w) => match &self.convention {
+                None => {
+                    self.convention = Some((w, row, raw.to_string()));
+                    Ok(w == Written::Comma)
+                }
+                Some((c, _, _)) if *c == w => Ok(w == Written::Comma),
+                Some((_, first_row, first)) => {
+                    let name = |w: Written| {
+                        if w == Written::Comma {
+                            "a decimal comma (1.234,56)"
+                        } else {
+                            "a decimal point (1,234.56)"
+                        }
+                    };
+                    Err((
+                        "amount.separator_mixed",
+                        format!(
+                            "the amount is written with {}, but row {first_row} writes `{first}` with {}; one file writes its amounts one way: correct the rows that differ, or set {either}",
+                            name(w),
+                            name(if w == Written::Comma {
+                                Written::Point
+                            } else {
+                                Written::Comma
+                            })
+                        ),
+                    ))
+                }
+            },
+        }
+    }
+
+    /// Whether `raw` has a decimal comma, without judging it: the channel's setting, else the
+    /// file's convention once known, else what the text shows (a decimal point if either).
+    fn comma_when_known(&self, raw: &str) -> bool {
+        match self.rules.decimal {
+            DecimalSeparator::Point => false,
+            DecimalSeparator::Comma => true,
+            DecimalSeparator::Auto => match (&self.convention, written_with(raw)) {
+                (Some((c, _, _)), _) => *c == Written::Comma,
+                (None, w) => w == Written::Comma,
+            },
+        }
     }
 
     fn end_to_end_id(&mut self, row: &RawRow, out: &mut Vec<Finding>) -> Option<String> {
@@ -1080,8 +1254,8 @@ impl<'a> Validator<'a> {
         Some(date)
     }
 
-    fn finish(self, report: &mut Report) {
-        let mut findings = self.findings;
+    fn finish(mut self, report: &mut Report) {
+        let mut findings = std::mem::take(&mut self.findings);
         if self.rows == 0 {
             findings.push(
                 Finding::error(
@@ -1091,10 +1265,18 @@ impl<'a> Validator<'a> {
                 .at(self.map.header_row),
             );
         }
-        if let Some((declared, row, col, value)) = &self.declared.total {
+        let declared_total =
+            self.declared
+                .total
+                .as_ref()
+                .and_then(|(raw, number, row, col, value)| {
+                    let comma = !number && self.comma_when_known(raw.trim());
+                    parse_decimal(raw, comma).ok().map(|d| (d, row, col, value))
+                });
+        if let Some((declared, row, col, value)) = declared_total {
             if self.currencies_seen.len() > 1 {
                 findings.push(Finding::warning("total.unchecked", "the file declares a total, but it has payments in several currencies, so the total cannot be checked").at(*row).col(col).value(value.clone()));
-            } else if *declared != self.all_amounts {
+            } else if declared != self.all_amounts {
                 findings.push(Finding::error("total.mismatch", format!("the file declares a total of {declared}, but its rows add up to {}; a row is missing, extra or changed", self.all_amounts)).at(*row).col(col).value(value.clone()));
             }
         }

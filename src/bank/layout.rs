@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnLayout {
-    pub layout: super::super::render::template::Layout,
+    pub layout: Layout,
     #[serde(default = "utf8")]
     pub encoding: String,
     #[serde(default = "comma")]
@@ -38,6 +38,15 @@ pub struct ReturnLayout {
     pub batch_reference: Option<String>,
     /// Bank status text -> ISO status code (`成功` = "ACSC", `失败` = "RJCT").
     pub statuses: BTreeMap<String, String>,
+}
+
+/// How a bank file lays out its lines: CSV, or fixed-width columns. Shared by the templates
+/// paygate writes (`render::template`) and the result files it reads here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    Csv,
+    FixedWidth,
 }
 
 fn utf8() -> String {
@@ -90,7 +99,7 @@ impl ReturnLayout {
         if bad {
             return Err(LayoutError::Encoding(enc.name().to_string()));
         }
-        let fixed = self.layout == super::super::render::template::Layout::FixedWidth;
+        let fixed = self.layout == Layout::FixedWidth;
         let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
@@ -213,8 +222,12 @@ mod tests {
     #[test]
     fn the_shipped_gbk_payroll_result_layout() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let t = crate::render::template::Template::load(&dir, "cn-payroll-gbk").unwrap();
-        let layout = t.returns.expect("cn-payroll-gbk has a [returns] layout");
+        // The [returns] table alone: the bank module reads templates' result layouts, never
+        // the templates themselves (render sits above bank).
+        let text = std::fs::read_to_string(dir.join("cn-payroll-gbk.toml")).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let returns = table["returns"].clone();
+        let layout: super::ReturnLayout = returns.try_into().expect("a valid [returns] layout");
         let text = "序号,业务参考号,收款户名,金额,处理结果,失败原因,银行流水号\r\n\
                     1,PG1-2,张伟,\"37,940.60\",成功,,B0001\r\n\
                     2,PG1-3,王芳,23825.00,失败,账号户名不符,B0002\r\n";

@@ -348,6 +348,7 @@ mod tests {
         RawRow {
             number: n,
             cells: cells.iter().map(|c| Cell::text(c)).collect(),
+            ..Default::default()
         }
     }
 

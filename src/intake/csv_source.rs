@@ -2,6 +2,7 @@
 //! Rows are numbered as Excel numbers them: a quoted value spanning several lines is one row.
 
 use super::{CellKind, RawRow};
+use crate::config::CsvEncoding;
 use encoding_rs::Encoding;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -40,18 +41,57 @@ pub(super) struct CsvRows {
     lines_before: u64,
 }
 
-/// Picks the encoding from a BOM, else UTF-8 when the sample is valid UTF-8, else GB18030 (the
-/// superset of GBK that Excel on a Chinese Windows writes).
-pub(super) fn detect_encoding(head: &[u8]) -> &'static Encoding {
+/// The encodings a CSV file may be in, best first, among `allowed` (the channel's
+/// `encodings`, in order of preference). A BOM decides; so does valid UTF-8. Otherwise the
+/// legacy encodings allowed, led by the one `chardetng` (the detector from encoding_rs's author)
+/// finds: the rest are what intake tries next when the header is not found in the first.
+pub(super) fn detect_encodings(head: &[u8], allowed: &[CsvEncoding]) -> Vec<&'static Encoding> {
     if let Some((enc, _)) = Encoding::for_bom(head) {
-        return enc;
+        return vec![enc];
     }
-    match std::str::from_utf8(head) {
-        Ok(_) => encoding_rs::UTF_8,
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(_) => true,
         // A multi-byte character cut by the end of the sample is not evidence against UTF-8.
-        Err(e) if e.error_len().is_none() => encoding_rs::UTF_8,
-        Err(_) => encoding_rs::GB18030,
+        Err(e) => e.error_len().is_none(),
+    };
+    if utf8 && allowed.iter().any(|e| e.0 == encoding_rs::UTF_8) {
+        return vec![encoding_rs::UTF_8];
     }
+    let mut legacy: Vec<&'static Encoding> = allowed
+        .iter()
+        .map(|e| e.0)
+        .filter(|&e| {
+            e != encoding_rs::UTF_8 && e != encoding_rs::UTF_16LE && e != encoding_rs::UTF_16BE
+        })
+        .collect();
+    if legacy.len() > 1 {
+        let mut detector = chardetng::EncodingDetector::new();
+        detector.feed(head, true);
+        let guess = detector.guess(None, false);
+        // encoding_rs decodes GBK as GB18030: they are one family.
+        let family = |e: &'static Encoding| {
+            if e == encoding_rs::GBK {
+                encoding_rs::GB18030
+            } else {
+                e
+            }
+        };
+        if let Some(i) = legacy.iter().position(|&e| family(e) == family(guess)) {
+            let found = legacy.remove(i);
+            legacy.insert(0, found);
+        }
+    }
+    if legacy.is_empty() {
+        // Only UTF-8 allowed: invalid bytes are reported where they are.
+        legacy.push(encoding_rs::UTF_8);
+    }
+    legacy
+}
+
+/// The encoding a CSV file is read in first (see `detect_encodings`).
+#[cfg(test)]
+fn detect_encoding(head: &[u8], allowed: &[CsvEncoding]) -> &'static Encoding {
+    detect_encodings(head, allowed)[0]
 }
 
 pub(super) fn utf16_from_bom(head: &[u8]) -> &'static Encoding {
@@ -220,16 +260,46 @@ mod tests {
 
     #[test]
     fn encodings_are_detected() {
-        assert_eq!(detect_encoding(b"\xEF\xBB\xBFname"), encoding_rs::UTF_8);
-        assert_eq!(detect_encoding(b"\xFF\xFEn\x00"), encoding_rs::UTF_16LE);
-        assert_eq!(detect_encoding(b"\xFE\xFF\x00n"), encoding_rs::UTF_16BE);
-        assert_eq!(detect_encoding("姓名,金额".as_bytes()), encoding_rs::UTF_8);
-        let (gbk, _, _) = encoding_rs::GBK.encode("姓名,金额");
-        assert_eq!(detect_encoding(&gbk), encoding_rs::GB18030);
+        let all = crate::config::default_encodings();
+        let detect = |head: &[u8]| detect_encoding(head, &all);
+        assert_eq!(detect(b"\xEF\xBB\xBFname"), encoding_rs::UTF_8);
+        assert_eq!(detect(b"\xFF\xFEn\x00"), encoding_rs::UTF_16LE);
+        assert_eq!(detect(b"\xFE\xFF\x00n"), encoding_rs::UTF_16BE);
+        assert_eq!(detect("姓名,金额".as_bytes()), encoding_rs::UTF_8);
         // A UTF-8 character cut at the end of the sample.
         let mut cut = "名".as_bytes().to_vec();
         cut.pop();
-        assert_eq!(detect_encoding(&cut), encoding_rs::UTF_8);
+        assert_eq!(detect(&cut), encoding_rs::UTF_8);
+        // Chinese Excel's ANSI and Western European Excel's ANSI, told apart.
+        let payroll = "姓名,账号,金额,备注\n张伟,6222020200112233445,8500.00,十一月工资\n王芳,6222020200112233446,9200.00,十一月工资\n";
+        let (gbk, _, _) = encoding_rs::GBK.encode(payroll);
+        assert_eq!(detect(&gbk), encoding_rs::GB18030);
+        let supplier = "Empfänger;IBAN;Betrag;Verwendungszweck\nMüller & Söhne GmbH;DE89370400440532013000;1.234,56;Rechnung März\nCafé Crème SARL;FR1420041010050500013M02606;99,90;Facture créée\n";
+        let (latin, _, _) = encoding_rs::WINDOWS_1252.encode(supplier);
+        assert_eq!(detect(&latin), encoding_rs::WINDOWS_1252);
+    }
+
+    #[test]
+    fn a_channel_restricts_the_candidates() {
+        let cn = [
+            CsvEncoding(encoding_rs::UTF_8),
+            CsvEncoding(encoding_rs::GB18030),
+        ];
+        let eu = [
+            CsvEncoding(encoding_rs::UTF_8),
+            CsvEncoding(encoding_rs::WINDOWS_1252),
+        ];
+        let (latin, _, _) = encoding_rs::WINDOWS_1252.encode("Empfänger;Betrag\nMüller;1,50\n");
+        assert_eq!(detect_encoding(&latin, &cn), encoding_rs::GB18030);
+        assert_eq!(detect_encoding(&latin, &eu), encoding_rs::WINDOWS_1252);
+        let (gbk, _, _) = encoding_rs::GBK.encode("姓名,金额\n张伟,1.50\n");
+        assert_eq!(detect_encoding(&gbk, &cn), encoding_rs::GB18030);
+        assert_eq!(detect_encoding(&gbk, &eu), encoding_rs::WINDOWS_1252);
+        // Valid UTF-8 in a channel that does not allow it is read as the legacy encoding.
+        assert_eq!(
+            detect_encoding("Müller".as_bytes(), &eu[1..]),
+            encoding_rs::WINDOWS_1252
+        );
     }
 
     #[test]

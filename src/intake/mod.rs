@@ -9,7 +9,7 @@ pub mod columns;
 mod csv_source;
 mod sheet_source;
 
-use crate::config::{Channel, InputEncoding};
+use crate::config::{Channel, CsvEncoding, InputEncoding};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,9 @@ impl Cell {
 pub struct RawRow {
     pub number: u64,
     pub cells: Vec<Cell>,
+    /// Invisible characters removed from this row's cells: the column and what they were
+    /// (`zero-width space (U+200B)`), for a warning where the row is validated.
+    pub invisible: Vec<(usize, String)>,
 }
 
 impl RawRow {
@@ -136,6 +139,9 @@ pub struct Table {
     pub path: PathBuf,
     pub format: SourceFormat,
     rows: Rows,
+    /// A CSV whose encoding was a guess among several: the other encodings it may be in, to be
+    /// tried (with `reopen_as`) when no header is found in this one.
+    pub other_encodings: Vec<&'static encoding_rs::Encoding>,
 }
 
 impl Table {
@@ -146,6 +152,15 @@ impl Table {
             Rows::Csv(c) => c.next_row(row).map_err(|e| self.io_error(e))?,
             Rows::Sheet(s) => s.next_row(row),
         };
+        row.invisible.clear();
+        for (i, cell) in row.cells.iter_mut().enumerate() {
+            if let Some(removed) = clean_invisible(&mut cell.text) {
+                row.invisible.push((i, removed));
+                if cell.text.trim().is_empty() {
+                    cell.kind = CellKind::Empty;
+                }
+            }
+        }
         Ok(more)
     }
 
@@ -160,6 +175,32 @@ impl Table {
 /// Opens `path` with the channel's settings, detecting the format from the content (not the
 /// file name): zip containers are .xlsx/.ods, OLE containers .xls, text is CSV.
 pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
+    open_as(path, channel, None)
+}
+
+impl Table {
+    /// The same CSV file read again from the start, in `encoding`.
+    pub fn reopen_as(
+        &self,
+        channel: &Channel,
+        encoding: &'static encoding_rs::Encoding,
+    ) -> Result<Table, IntakeError> {
+        let mut t = open_as(&self.path, channel, Some(encoding))?;
+        t.other_encodings = self
+            .other_encodings
+            .iter()
+            .copied()
+            .filter(|&e| e != encoding)
+            .collect();
+        Ok(t)
+    }
+}
+
+fn open_as(
+    path: &Path,
+    channel: &Channel,
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<Table, IntakeError> {
     let io = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound {
             IntakeError::NotFound {
@@ -194,6 +235,7 @@ pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
         .read_to_end(&mut head)
         .map_err(io)?;
     let kind = sniff(&head);
+    let other_encodings;
     let rows = match kind {
         Sniffed::Zip | Sniffed::Ole => {
             let mut bytes = head;
@@ -203,6 +245,7 @@ pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
                 path: path.to_path_buf(),
                 format,
                 rows: Rows::Sheet(rows),
+                other_encodings: vec![],
             });
         }
         Sniffed::Binary(what) => {
@@ -212,14 +255,18 @@ pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
             });
         }
         Sniffed::Text => {
-            let encoding = match channel.encoding {
-                InputEncoding::Auto => csv_source::detect_encoding(&head),
-                InputEncoding::Utf8 => encoding_rs::UTF_8,
-                InputEncoding::Utf16 => csv_source::utf16_from_bom(&head),
-                InputEncoding::Gbk => encoding_rs::GBK,
-                InputEncoding::Gb18030 => encoding_rs::GB18030,
+            let encodings = match (encoding, channel.encoding) {
+                (Some(e), _) => vec![e],
+                (None, InputEncoding::Auto) => {
+                    csv_source::detect_encodings(&head, &channel.encodings)
+                }
+                (None, InputEncoding::Fixed(e)) if e == CsvEncoding::UTF_16 => {
+                    vec![csv_source::utf16_from_bom(&head)]
+                }
+                (None, InputEncoding::Fixed(e)) => vec![e.0],
             };
-            csv_source::CsvRows::new(file, head, encoding, channel.delimiter).map_err(io)?
+            other_encodings = encodings[1..].to_vec();
+            csv_source::CsvRows::new(file, head, encodings[0], channel.delimiter).map_err(io)?
         }
     };
     Ok(Table {
@@ -232,7 +279,80 @@ pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
             },
         },
         rows: Rows::Csv(rows),
+        other_encodings,
     })
+}
+
+/// Characters Excel does not show that would still reach the bank: zero-width spaces and
+/// joiners, a BOM inside a cell, soft hyphens, direction marks and overrides (which can make a
+/// value read differently from what it is).
+const INVISIBLE: &[(char, &str)] = &[
+    ('\u{200B}', "zero-width space"),
+    ('\u{200C}', "zero-width non-joiner"),
+    ('\u{200D}', "zero-width joiner"),
+    ('\u{2060}', "word joiner"),
+    ('\u{FEFF}', "byte order mark"),
+    ('\u{00AD}', "soft hyphen"),
+    ('\u{180E}', "Mongolian vowel separator"),
+    ('\u{200E}', "left-to-right mark"),
+    ('\u{200F}', "right-to-left mark"),
+    ('\u{061C}', "Arabic letter mark"),
+    ('\u{202A}', "left-to-right embedding"),
+    ('\u{202B}', "right-to-left embedding"),
+    ('\u{202C}', "pop directional formatting"),
+    ('\u{202D}', "left-to-right override"),
+    ('\u{202E}', "right-to-left override"),
+    ('\u{2066}', "left-to-right isolate"),
+    ('\u{2067}', "right-to-left isolate"),
+    ('\u{2068}', "first strong isolate"),
+    ('\u{2069}', "pop directional isolate"),
+];
+
+/// Spaces that look like a space and are one: no-break, figure and narrow no-break spaces.
+const SPACES: &[char] = &['\u{00A0}', '\u{2007}', '\u{202F}'];
+
+/// Removes invisible characters from `text` and makes look-alike spaces plain spaces. Returns
+/// what was removed, named (`zero-width space (U+200B) ×2`), when anything was; a space
+/// replaced is not worth a word.
+pub fn clean_invisible(text: &mut String) -> Option<String> {
+    if text.is_ascii() {
+        return None;
+    }
+    let invisible = |c: char| INVISIBLE.iter().any(|(i, _)| *i == c);
+    if !text.chars().any(|c| invisible(c) || SPACES.contains(&c)) {
+        return None;
+    }
+    let mut counts: Vec<(char, usize)> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if invisible(c) {
+            match counts.iter_mut().find(|(k, _)| *k == c) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((c, 1)),
+            }
+        } else if SPACES.contains(&c) {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    *text = out;
+    if counts.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = counts
+        .iter()
+        .map(|&(c, n)| {
+            let name = INVISIBLE.iter().find(|(i, _)| *i == c).map_or("?", |x| x.1);
+            let times = if n > 1 {
+                format!(" ×{n}")
+            } else {
+                String::new()
+            };
+            format!("{name} (U+{:04X}){times}", c as u32)
+        })
+        .collect();
+    Some(names.join(", "))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -276,6 +396,29 @@ fn sniff(head: &[u8]) -> Sniffed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_are_removed_and_named() {
+        let mut s = "张\u{200B}伟\u{200B}".to_string();
+        assert_eq!(
+            clean_invisible(&mut s).as_deref(),
+            Some("zero-width space (U+200B) ×2")
+        );
+        assert_eq!(s, "张伟");
+        let mut s = "\u{FEFF}6222\u{00AD}0202\u{202E}".to_string();
+        assert_eq!(
+            clean_invisible(&mut s).as_deref(),
+            Some("byte order mark (U+FEFF), soft hyphen (U+00AD), right-to-left override (U+202E)")
+        );
+        assert_eq!(s, "62220202");
+        // A no-break space is a space, and not worth a warning.
+        let mut s = "Müller\u{00A0}GmbH".to_string();
+        assert_eq!(clean_invisible(&mut s), None);
+        assert_eq!(s, "Müller GmbH");
+        let mut s = "plain".to_string();
+        assert_eq!(clean_invisible(&mut s), None);
+        assert_eq!(s, "plain");
+    }
 
     #[test]
     fn sniffing_by_content() {

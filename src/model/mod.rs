@@ -10,7 +10,7 @@ pub use account::{
     Account, AccountProblem, BankId, Bic, Cnaps, DomesticAccount, Iban, is_country, luhn_valid,
 };
 pub use currency::{Currency, UnknownCurrency};
-pub use money::{AmountProblem, Money, parse_decimal};
+pub use money::{AmountProblem, Money, Written, parse_decimal, written_with};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};

@@ -127,6 +127,71 @@ pub fn parse_decimal(raw: &str, decimal_comma: bool) -> Result<Decimal, AmountPr
         .map_err(|_| AmountProblem::NotANumber)
 }
 
+/// How a text amount separates its decimals, as far as the text itself tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// No `.` or `,` at all (`1234`, `1 234`).
+    Plain,
+    /// Can only be read with a decimal point: `1,234.56`, `12.5`, `1,234,567`.
+    Point,
+    /// Can only be read with a decimal comma: `1.234,56`, `12,5`, `1.234.567`.
+    Comma,
+    /// Either way: `1,234` is 1234 with a point and 1.234 with a comma.
+    Either,
+}
+
+/// Classifies a text amount by its separators (symbols, sign and spaces ignored).
+pub fn written_with(raw: &str) -> Written {
+    let seps: Vec<(usize, u8)> = raw
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'.' || *b == b',')
+        .collect();
+    let Some(&(last_at, last)) = seps.last() else {
+        return Written::Plain;
+    };
+    let decimal = |sep: u8| {
+        if sep == b'.' {
+            Written::Point
+        } else {
+            Written::Comma
+        }
+    };
+    let grouping = |sep: u8| {
+        if sep == b'.' {
+            Written::Comma
+        } else {
+            Written::Point
+        }
+    };
+    if seps.iter().any(|&(_, b)| b != last) {
+        // Both kinds: the last one separates the decimals.
+        return decimal(last);
+    }
+    if seps.len() > 1 {
+        // The same separator twice can only group thousands.
+        return grouping(last);
+    }
+    let after = raw[last_at + 1..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    let before: Vec<u8> = raw[..last_at]
+        .bytes()
+        .rev()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    let could_group = after == 3
+        && raw[last_at + 1 + after..].trim().is_empty()
+        && (1..=3).contains(&before.len())
+        && before.last() != Some(&b'0');
+    if could_group {
+        Written::Either
+    } else {
+        decimal(last)
+    }
+}
+
 /// `1,234,567` -> `1234567`; a space or narrow no-break space also groups. `12,34` -> None.
 fn strip_grouping(int_part: &str, group: char) -> Option<String> {
     let seps = [group, ' ', '\u{a0}', '\u{202f}', '\''];
@@ -166,6 +231,30 @@ mod tests {
         }
         let m = Money::parse("1.234,56", Currency::EUR, true).unwrap();
         assert_eq!(m.minor_units(), 123456);
+    }
+
+    #[test]
+    fn separators_tell_how_an_amount_is_written() {
+        for (raw, want) in [
+            ("1234", Written::Plain),
+            ("1 234", Written::Plain),
+            ("1,234.56", Written::Point),
+            ("12.5", Written::Point),
+            ("1234.567", Written::Point),
+            ("1,234,567", Written::Point),
+            ("0.500", Written::Point),
+            ("1.234,56", Written::Comma),
+            ("12,5", Written::Comma),
+            ("1.234.567", Written::Comma),
+            ("1 234,56", Written::Comma),
+            ("€ 0,999", Written::Comma),
+            ("1,234", Written::Either),
+            ("123.456", Written::Either),
+            ("¥1,234", Written::Either),
+            ("-1.234", Written::Either),
+        ] {
+            assert_eq!(written_with(raw), want, "{raw}");
+        }
     }
 
     #[test]

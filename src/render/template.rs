@@ -52,12 +52,8 @@ fn comma() -> char {
     ','
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    Csv,
-    FixedWidth,
-}
+/// CSV or fixed-width: defined beside the bank's result-file layouts, which share it.
+pub use crate::bank::layout::Layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
