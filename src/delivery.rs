@@ -428,10 +428,19 @@ async fn process(
                 .await?;
             crate::crash::crash_point("return-opened");
             // The verified file is the bank's word: apply it to its batch at once.
-            let bytes = std::fs::read(&*path).map_err(io(path))?;
-            *reconciled = match crate::inbound::apply(cfg, store, Some(bank), remote_name, &bytes)
-                .await
-            {
+            let size = std::fs::metadata(&*path).map_err(io(path))?.len();
+            let applied = if size > crate::bank::xml::MAX_BYTES as u64 {
+                // Never read into memory: shown as unreadable, kept in the spool.
+                Err(crate::inbound::InboundError::Parse(
+                    crate::bank::ParseError::Xml(crate::bank::xml::XmlError::TooLarge(
+                        usize::try_from(size).unwrap_or(usize::MAX),
+                    )),
+                ))
+            } else {
+                let bytes = std::fs::read(&*path).map_err(io(path))?;
+                crate::inbound::apply(cfg, store, Some(bank), remote_name, &bytes).await
+            };
+            *reconciled = match applied {
                 Ok(a) => {
                     store
                         .set_return_state(

@@ -239,7 +239,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
     // The message is the first <Document>; it may be wrapped (AppHdr + Document envelopes).
     let doc = root.find("Document");
     let (version, body): (String, &xml::Node) = match doc
-        .and_then(|d| d.ns.clone().map(|ns| (d, ns)))
+        .and_then(|d| d.ns.as_deref().map(|ns| (d, ns.to_string())))
     {
         Some((d, ns)) => {
             let id = message_id_of(&ns).ok_or_else(|| ParseError::UnknownNamespace(ns.clone()))?;
@@ -253,7 +253,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
                 found: d
                     .children
                     .first()
-                    .map_or("nothing".into(), |c| c.name.clone()),
+                    .map_or("nothing".into(), |c| c.name.to_string()),
             })?;
             (id, body)
         }
@@ -263,11 +263,11 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
             let (family, body) = ROOTS
                 .iter()
                 .find_map(|(f, name)| start.find(name).map(|b| (*f, b)))
-                .ok_or_else(|| ParseError::UnknownMessage(root.name.clone()))?;
+                .ok_or_else(|| ParseError::UnknownMessage(root.name.to_string()))?;
             (format!("{family} (no namespace)"), body)
         }
     };
-    Ok(match body.name.as_str() {
+    Ok(match &*body.name {
         "CstmrPmtStsRpt" => Message::StatusReport(pain002::parse(body, version)),
         "BkToCstmrStmt" => Message::Statement(camt::parse(body, version, StatementKind::Statement)),
         _ => Message::Statement(camt::parse(body, version, StatementKind::Notification)),

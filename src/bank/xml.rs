@@ -3,15 +3,23 @@
 //! are kept as local names (prefixes dropped); the namespace of each element is resolved.
 
 use quick_xml::events::Event;
+use std::collections::HashSet;
+use std::sync::Arc;
 
-/// Bank files above this size are refused before parsing.
-pub const MAX_BYTES: usize = 200 * 1024 * 1024;
+/// Bank files above this size are refused before they are read (a statement this large is
+/// asked of the bank per day or per account instead).
+pub const MAX_BYTES: usize = 32 * 1024 * 1024;
 const MAX_DEPTH: usize = 64;
+/// Elements in one document: with `MAX_BYTES`, what bounds the tree's memory (~150 bytes an
+/// element, names and namespaces shared; 200 MB at most in all), whatever the file's shape.
+/// A statement of ~60,000 entries fits; a larger one is refused, never read half-way.
+pub const MAX_ELEMENTS: usize = 800_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct Node {
-    pub name: String,
-    pub ns: Option<String>,
+    /// Local name, shared by every element of that name in the document.
+    pub name: Arc<str>,
+    pub ns: Option<Arc<str>>,
     pub attrs: Vec<(String, String)>,
     pub text: String,
     pub children: Vec<Node>,
@@ -29,6 +37,10 @@ pub enum XmlError {
     Entity(String),
     #[error("nests elements more than {MAX_DEPTH} deep")]
     TooDeep,
+    #[error(
+        "has more than {MAX_ELEMENTS} elements; ask the bank for smaller files (per day or per account)"
+    )]
+    TooManyElements,
     #[error("is not well-formed XML: {0}")]
     Malformed(String),
     #[error("is empty or has no root element")]
@@ -38,11 +50,11 @@ pub enum XmlError {
 impl Node {
     /// The first child with this local name.
     pub fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
+        self.children.iter().find(|c| &*c.name == name)
     }
 
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
+        self.children.iter().filter(move |c| &*c.name == name)
     }
 
     /// Follows a path of local names: `node.at(&["GrpHdr", "MsgId"])`.
@@ -70,17 +82,17 @@ impl Node {
 
     /// Depth-first search for the first element with this local name (self included).
     pub fn find(&self, name: &str) -> Option<&Node> {
-        if self.name == name {
+        if &*self.name == name {
             return Some(self);
         }
         self.children.iter().find_map(|c| c.find(name))
     }
 }
 
-fn local(name: &str) -> String {
+fn local(name: &str) -> &str {
     match name.rsplit_once(':') {
-        Some((_, l)) => l.to_string(),
-        None => name.to_string(),
+        Some((_, l)) => l,
+        None => name,
     }
 }
 
@@ -99,8 +111,21 @@ pub fn parse(bytes: &[u8]) -> Result<Node, XmlError> {
     let mut reader = quick_xml::Reader::from_reader(bytes);
     reader.config_mut().expand_empty_elements = true;
     // (namespace scopes: prefix -> uri), one frame per open element
-    let mut scopes: Vec<Vec<(Option<String>, String)>> = Vec::new();
+    let mut scopes: Vec<Vec<(Option<String>, Arc<str>)>> = Vec::new();
     let mut stack: Vec<Node> = Vec::new();
+    // Names and namespace URIs, each allocated once per document.
+    let mut interned: HashSet<Arc<str>> = HashSet::new();
+    let mut intern = |s: &str| -> Arc<str> {
+        match interned.get(s) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(s);
+                interned.insert(a.clone());
+                a
+            }
+        }
+    };
+    let mut elements = 0usize;
     let mut root: Option<Node> = None;
     let mut buf = Vec::new();
     let malformed = |e: quick_xml::Error| XmlError::Malformed(e.to_string());
@@ -111,8 +136,13 @@ pub fn parse(bytes: &[u8]) -> Result<Node, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
+                elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(XmlError::TooManyElements);
+                }
+                let qname = s.name();
                 let mut node = Node {
-                    name: local(s.name().as_ref()),
+                    name: intern(local(qname.as_ref())),
                     ..Node::default()
                 };
                 let mut frame = Vec::new();
@@ -122,11 +152,11 @@ pub fn parse(bytes: &[u8]) -> Result<Node, XmlError> {
                         .map(|v| v.into_owned())
                         .unwrap_or_else(|_| a.value.to_string());
                     if key == "xmlns" {
-                        frame.push((None, value.clone()));
+                        frame.push((None, intern(&value)));
                     } else if let Some(p) = key.strip_prefix("xmlns:") {
-                        frame.push((Some(p.to_string()), value.clone()));
+                        frame.push((Some(p.to_string()), intern(&value)));
                     }
-                    node.attrs.push((local(&key), value));
+                    node.attrs.push((local(&key).to_string(), value));
                 }
                 scopes.push(frame);
                 let pfx = prefix(s.name().as_ref());
@@ -140,9 +170,15 @@ pub fn parse(bytes: &[u8]) -> Result<Node, XmlError> {
             }
             Event::End(_) => {
                 scopes.pop();
-                let node = stack
+                let mut node = stack
                     .pop()
                     .ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
+                // Indentation between child elements carries nothing; spare capacity neither.
+                if !node.children.is_empty() && node.text.trim().is_empty() {
+                    node.text = String::new();
+                }
+                node.text.shrink_to_fit();
+                node.children.shrink_to_fit();
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => {

@@ -56,6 +56,19 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         );
         return Exit::Usage;
     };
+    // Refused by size before a byte is read (not even hashed).
+    if let Ok(m) = std::fs::metadata(&args.file)
+        && m.is_file()
+        && m.len() > ch.limits.max_file_bytes
+    {
+        let e = crate::intake::IntakeError::TooLarge {
+            path: args.file.clone(),
+            size: m.len(),
+            limit: ch.limits.max_file_bytes,
+        };
+        eprintln!("paygate: {e}");
+        return Exit::Usage;
+    }
     let sha = match sha256_file(&args.file) {
         Ok(s) => s,
         Err(e) => {

@@ -76,6 +76,16 @@ fn read(
     bank: Option<&str>,
     file: &Path,
 ) -> Result<Vec<u8>, Exit> {
+    // Refused by size before it is read: a sealed file is about as large as what it holds.
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    if size > crate::bank::xml::MAX_BYTES as u64 {
+        eprintln!(
+            "paygate: {}: refused: {size} bytes, over the {}-byte limit for bank files; ask the bank for smaller files (per day or per account)",
+            file.display(),
+            crate::bank::xml::MAX_BYTES
+        );
+        return Err(Exit::InputErrors);
+    }
     let bytes = std::fs::read(file).map_err(|e| {
         eprintln!("paygate: {}: {e}", file.display());
         Exit::Usage

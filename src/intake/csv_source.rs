@@ -16,16 +16,53 @@ struct LineBreaks<R> {
     inner: R,
     offset: u64,
     breaks: Arc<Mutex<VecDeque<u64>>>,
+    /// Where the current line starts, and how many lines ended before it.
+    line_start: u64,
+    lines: u64,
+    /// The file ends its lines with a lone CR (Excel for Mac before 2016).
+    cr_only: bool,
 }
+
+/// No payment file has a line this long; a longer one (a 100 MB cell, a file with no line
+/// breaks) is refused before it is held in memory.
+pub(super) const MAX_LINE_BYTES: u64 = 4 * 1024 * 1024;
+/// Nor a row (a quoted value may span lines) this long.
+const MAX_ROW_BYTES: usize = 16 * 1024 * 1024;
 
 impl<R: Read> Read for LineBreaks<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut q = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            q.push_back(self.offset + i as u64);
+        if self.cr_only {
+            // Classic Mac line ends: each CR ends a line.
+            for b in &mut buf[..n] {
+                if *b == b'\r' {
+                    *b = b'\n';
+                }
+            }
         }
+        let mut q = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut line_start = self.line_start;
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            let at = self.offset + i as u64;
+            if at - line_start > MAX_LINE_BYTES {
+                break;
+            }
+            q.push_back(at);
+            self.lines += 1;
+            line_start = at + 1;
+        }
+        self.line_start = line_start;
         self.offset += n as u64;
+        if self.offset - self.line_start > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {} is over {} MB long; no payment file has such a line (is this a CSV file?)",
+                    self.lines + 1,
+                    MAX_LINE_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
         Ok(n)
     }
 }
@@ -113,7 +150,11 @@ impl CsvRows {
             _ => 0,
         };
         let (sample, _) = encoding.decode_without_bom_handling(&head[bom_len..]);
-        let delimiter = delimiter.map_or_else(|| detect_delimiter(&sample), |d| d as u8);
+        let cr_only = sample.contains('\r') && !sample.contains('\n');
+        let delimiter = delimiter.map_or_else(
+            || detect_delimiter(&sample.replace('\r', "\n")),
+            |d| d as u8,
+        );
         let raw: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(file));
         let source: Box<dyn Read + Send> = if encoding == encoding_rs::UTF_8 {
             let mut r = raw;
@@ -134,6 +175,9 @@ impl CsvRows {
             inner: source,
             offset: 0,
             breaks: breaks.clone(),
+            line_start: 0,
+            lines: 0,
+            cr_only,
         });
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -173,6 +217,16 @@ impl CsvRows {
                     other => Err(std::io::Error::other(format!("{other:?}"))),
                 };
             }
+        }
+        if self.record.as_slice().len() > MAX_ROW_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a row near line {} is over {} MB long; no payment file has such a row",
+                    self.lines_before + 1,
+                    MAX_ROW_BYTES / (1024 * 1024)
+                ),
+            ));
         }
         let start = self.record.position().map_or(0, |p| p.byte());
         {

@@ -115,6 +115,8 @@ pub enum IntakeError {
         sheet: String,
         available: String,
     },
+    #[error("{path}: refused: {detail}")]
+    Refused { path: PathBuf, detail: String },
     #[error("{path}: the spreadsheet is damaged and cannot be read: {detail}")]
     Corrupt { path: PathBuf, detail: String },
 }
@@ -165,6 +167,13 @@ impl Table {
     }
 
     fn io_error(&self, e: std::io::Error) -> IntakeError {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            // Refused by a limit of the reader (a line or row no payment file has).
+            return IntakeError::Refused {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            };
+        }
         IntakeError::Io {
             path: self.path.clone(),
             source: e,

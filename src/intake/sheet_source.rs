@@ -205,26 +205,32 @@ fn read_sheet(
     Ok((range, sheet, kind))
 }
 
-/// Refuses a zip whose declared content is larger than the limit, or whose entries claim an
-/// impossible compression ratio, before calamine unpacks anything.
+/// No part of a workbook but its sheets is this large unpacked (shared strings, styles,
+/// drawings…): a bigger one is an attack on memory, not a payroll.
+const MAX_PART_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Refuses a zip whose content is larger than the limit, or any part but a sheet over
+/// `MAX_PART_BYTES`, or an entry that unpacks to more than it declares (a zip bomb with a lying
+/// directory), before calamine unpacks anything for keeps: each entry is inflated once into
+/// nothing, counting bytes, and stopped at its limit.
 fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
     let corrupt = |e: zip::result::ZipError| IntakeError::Corrupt {
         path: path.to_path_buf(),
         detail: format!("not a valid zip container: {e}"),
     };
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
-    let mut total: u64 = 0;
+    let mut declared: u64 = 0;
     let mut names = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
         // Sizes from the central directory; nothing is decompressed here.
         let entry = archive.by_index_raw(i).map_err(corrupt)?;
-        total = total.saturating_add(entry.size());
+        declared = declared.saturating_add(entry.size());
         names.push(entry.name().map(|n| n.to_string()).unwrap_or_default());
     }
-    if total > limit {
+    if declared > limit {
         return Err(IntakeError::UnpackedTooLarge {
             path: path.to_path_buf(),
-            size: total,
+            size: declared,
             limit,
         });
     }
@@ -242,6 +248,43 @@ fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
             path: path.to_path_buf(),
             what: what.into(),
         });
+    }
+    let mut total: u64 = 0;
+    for (i, name) in names.iter().enumerate() {
+        let sheet = name.starts_with("xl/worksheets/") || name == "content.xml";
+        let mut entry = match archive.by_index(i) {
+            Ok(e) => e,
+            // Encrypted or exotic entries: calamine reports what it cannot read.
+            Err(zip::result::ZipError::UnsupportedArchive(_)) => continue,
+            Err(e) => return Err(corrupt(e)),
+        };
+        let size = entry.size();
+        if !sheet && size > MAX_PART_BYTES {
+            return Err(IntakeError::Refused {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "its part `{name}` unpacks to {size} bytes, over {MAX_PART_BYTES}; this is not a normal spreadsheet"
+                ),
+            });
+        }
+        let cap = if sheet { limit - total } else { MAX_PART_BYTES }.min(size);
+        let read = std::io::copy(
+            &mut std::io::Read::take(&mut entry, cap + 1),
+            &mut std::io::sink(),
+        )
+        .map_err(|e| IntakeError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("its part `{name}` cannot be unpacked: {e}"),
+        })?;
+        if read > size {
+            return Err(IntakeError::Refused {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "its part `{name}` unpacks to more than the {size} bytes it declares (a zip bomb)"
+                ),
+            });
+        }
+        total += read;
     }
     Ok(())
 }
