@@ -246,7 +246,7 @@ mod tests {
     fn namespaces_prefixes_and_entities() {
         let doc = br#"<?xml version="1.0"?><ns2:Document xmlns:ns2="urn:x"><ns2:A>Tom &amp; Jerry &#x4e2d; </ns2:A><B a="1&lt;2"/></ns2:Document>"#;
         let n = parse(doc).unwrap();
-        assert_eq!(n.name, "Document");
+        assert_eq!(&*n.name, "Document");
         assert_eq!(n.ns.as_deref(), Some("urn:x"));
         assert_eq!(n.child("A").unwrap().text, "Tom & Jerry 中 ");
         assert_eq!(n.child("B").unwrap().attr("a"), Some("1<2"));
