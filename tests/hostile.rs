@@ -289,6 +289,11 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let f = write(dir, "broken-ole.xls", &ole);
     refused(&convert(dir, &f), &f, &[2], &["damaged"]);
 
+    // An .xls that made calamine panic (found by fuzzing): damaged, and no panic message.
+    let f = dir.join("fuzzed-cfb.xls");
+    std::fs::copy(root().join("tests/data/xls_damaged_cfb/input.xls"), &f).unwrap();
+    refused(&convert(dir, &f), &f, &[2], &["damaged", "calamine, at"]);
+
     // A 1.5 GB sparse CSV: refused by its size before a byte is read.
     let f = dir.join("sparse.csv");
     std::fs::File::create(&f)

@@ -117,17 +117,15 @@ pub(super) fn open(
             path: path.to_path_buf(),
         });
     }
-    // calamine has been seen to panic on damaged files (found by tests/cli.rs): a panic in the
-    // parser is a damaged file, never a crash of paygate.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_sheet(path, bytes, channel)
-    }));
-    let (range, sheet, kind) = match parsed {
+    // calamine has been seen to panic on damaged files (found by tests/cli.rs and by fuzzing):
+    // a panic in the parser is a damaged file, never a crash of paygate, nor a stack trace in
+    // the log.
+    let (range, sheet, kind) = match quietly(|| read_sheet(path, bytes, channel)) {
         Ok(r) => r?,
-        Err(_) => {
-            return Err(corrupt(
-                "the spreadsheet reader gave up on its structure".into(),
-            ));
+        Err(what) => {
+            return Err(corrupt(format!(
+                "the spreadsheet reader gave up on its structure ({what})"
+            )));
         }
     };
     let (first_row, first_col) = range.start().unwrap_or((0, 0));
@@ -151,6 +149,47 @@ pub(super) fn open(
         },
         format,
     ))
+}
+
+thread_local! {
+    /// Set while this thread runs the spreadsheet reader under `quietly`; holds the message of
+    /// a panic caught there.
+    static QUIET: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into `Err` with where it happened, without the panic hook's
+/// message and backtrace on standard error; panics anywhere else still reach the previous hook.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let caught = QUIET.with(|q| {
+                let mut q = q.borrow_mut();
+                match q.as_mut() {
+                    Some(slot) => {
+                        *slot = match info.location() {
+                            Some(l) => format!("{}:{}", l.file(), l.line()),
+                            None => "a panic".into(),
+                        };
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if !caught {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| *q.borrow_mut() = Some(String::new()));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let what = QUIET.with(|q| q.borrow_mut().take()).unwrap_or_default();
+    r.map_err(|_| {
+        // Only where in the reader: the panic's own message may quote the file's bytes.
+        let at = what.rsplit_once("/src/").map_or(what.as_str(), |(_, f)| f);
+        format!("calamine, at {at}")
+    })
 }
 
 enum Kind {

@@ -142,12 +142,16 @@ pub enum Written {
 
 /// Classifies a text amount by its separators (symbols, sign and spaces ignored).
 pub fn written_with(raw: &str) -> Written {
-    let seps: Vec<(usize, u8)> = raw
-        .bytes()
-        .enumerate()
-        .filter(|(_, b)| *b == b'.' || *b == b',')
-        .collect();
-    let Some(&(last_at, last)) = seps.last() else {
+    let (mut points, mut commas, mut last) = (0usize, 0usize, None);
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'.' => points += 1,
+            b',' => commas += 1,
+            _ => continue,
+        }
+        last = Some((i, b));
+    }
+    let Some((last_at, last)) = last else {
         return Written::Plain;
     };
     let decimal = |sep: u8| {
@@ -164,11 +168,11 @@ pub fn written_with(raw: &str) -> Written {
             Written::Point
         }
     };
-    if seps.iter().any(|&(_, b)| b != last) {
+    if points > 0 && commas > 0 {
         // Both kinds: the last one separates the decimals.
         return decimal(last);
     }
-    if seps.len() > 1 {
+    if points + commas > 1 {
         // The same separator twice can only group thousands.
         return grouping(last);
     }
@@ -176,15 +180,16 @@ pub fn written_with(raw: &str) -> Written {
         .bytes()
         .take_while(u8::is_ascii_digit)
         .count();
-    let before: Vec<u8> = raw[..last_at]
+    let before = raw[..last_at]
         .bytes()
         .rev()
         .take_while(u8::is_ascii_digit)
-        .collect();
+        .count();
+    let leading_zero = raw.as_bytes().get(last_at - before) == Some(&b'0');
     let could_group = after == 3
         && raw[last_at + 1 + after..].trim().is_empty()
-        && (1..=3).contains(&before.len())
-        && before.last() != Some(&b'0');
+        && (1..=3).contains(&before)
+        && !leading_zero;
     if could_group {
         Written::Either
     } else {
