@@ -144,7 +144,7 @@ fn row_has(out: &str, row: u64, code: &str) -> bool {
 
 /// A zip with the given entries (name, deflated data, declared uncompressed size, CRC-32),
 /// written by hand so that the declared sizes can lie.
-fn zip(entries: &[(&str, &[u8], u64, u32)]) -> Vec<u8> {
+fn zip<D: AsRef<[u8]>>(entries: &[(&str, D, u64, u32)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data, size, crc) in entries {
@@ -160,14 +160,14 @@ fn zip(entries: &[(&str, &[u8], u64, u32)]) -> Vec<u8> {
             v.extend(8u16.to_le_bytes()); // deflate
             v.extend(0u32.to_le_bytes()); // time, date
             v.extend(crc.to_le_bytes());
-            v.extend((data.len() as u32).to_le_bytes());
+            v.extend((data.as_ref().len() as u32).to_le_bytes());
             v.extend(size32.to_le_bytes());
             v.extend((name.len() as u16).to_le_bytes());
             v.extend(0u16.to_le_bytes()); // extra
         };
         local(&mut out, 0x04034b50);
         out.extend(name.as_bytes());
-        out.extend(*data);
+        out.extend(data.as_ref());
         local(&mut central, 0x02014b50);
         central.extend(0u16.to_le_bytes()); // comment
         central.extend(0u16.to_le_bytes()); // disk
@@ -204,20 +204,35 @@ fn deflated_repeat(byte: u8, mib: usize) -> Vec<u8> {
     out
 }
 
+/// A zip entry holding `data`, deflated, with its true size and checksum.
+fn honest<'a>(name: &'a str, data: &[u8]) -> (&'a str, Vec<u8>, u64, u32) {
+    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    c.compress_vec(data, &mut out, flate2::FlushCompress::Finish)
+        .unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    (name, out, data.len() as u64, crc.sum())
+}
+
 const XLSX_PARTS: &[&str] = &["[Content_Types].xml", "xl/workbook.xml"];
 
-/// An .xlsx-shaped zip: honest small parts, and `extra` ones (name, deflated data, declared
-/// size; their checksums are never reached).
-fn xlsx_with(extra: &[(&str, &[u8], u64)]) -> Vec<u8> {
+/// An .xlsx-shaped zip: honest small parts, and `extra` ones.
+fn xlsx_with(extra: &[(&str, Vec<u8>, u64, u32)]) -> Vec<u8> {
     let small = deflated_repeat(b' ', 1);
     let mut crc = flate2::Crc::new();
     crc.update(&vec![b' '; 1024 * 1024]);
-    let mut entries: Vec<(&str, &[u8], u64, u32)> = XLSX_PARTS
+    let mut entries: Vec<(&str, Vec<u8>, u64, u32)> = XLSX_PARTS
         .iter()
-        .map(|n| (*n, small.as_slice(), 1024 * 1024, crc.sum()))
+        .map(|n| (*n, small.clone(), 1024 * 1024, crc.sum()))
         .collect();
-    entries.extend(extra.iter().map(|&(n, d, s)| (n, d, s, 0)));
+    entries.extend(extra.iter().cloned());
     zip(&entries)
+}
+
+/// An entry whose data is `deflated` and which declares `size` (its checksum is never reached).
+fn lying<'a>(name: &'a str, deflated: &[u8], size: u64) -> (&'a str, Vec<u8>, u64, u32) {
+    (name, deflated.to_vec(), size, 0)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -241,7 +256,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let f = write(
         dir,
         "bomb-declared.xlsx",
-        &xlsx_with(&[("xl/worksheets/sheet1.xml", &gib, 1 << 30)]),
+        &xlsx_with(&[lying("xl/worksheets/sheet1.xml", &gib, 1 << 30)]),
     );
     refused(&convert(dir, &f), &f, &[2], &["limits.max_unpacked_bytes"]);
 
@@ -249,7 +264,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let f = write(
         dir,
         "bomb-lying.xlsx",
-        &xlsx_with(&[("xl/worksheets/sheet1.xml", &gib, 4096)]),
+        &xlsx_with(&[lying("xl/worksheets/sheet1.xml", &gib, 4096)]),
     );
     refused(
         &convert(dir, &f),
@@ -263,7 +278,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let f = write(
         dir,
         "huge-shared-strings.xlsx",
-        &xlsx_with(&[("xl/sharedStrings.xml", &big, 200 << 20)]),
+        &xlsx_with(&[lying("xl/sharedStrings.xml", &big, 200 << 20)]),
     );
     refused(
         &convert(dir, &f),
@@ -274,7 +289,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let f = write(
         dir,
         "huge-styles.xlsx",
-        &xlsx_with(&[("xl/styles.xml", &big, 10_000)]),
+        &xlsx_with(&[lying("xl/styles.xml", &big, 10_000)]),
     );
     refused(
         &convert(dir, &f),
@@ -292,7 +307,43 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     // An .xls that made calamine panic (found by fuzzing): damaged, and no panic message.
     let f = dir.join("fuzzed-cfb.xls");
     std::fs::copy(root().join("tests/data/xls_damaged_cfb/input.xls"), &f).unwrap();
-    refused(&convert(dir, &f), &f, &[2], &["damaged", "calamine, at"]);
+    refused(&convert(dir, &f), &f, &[2], &["damaged"]);
+    // A 10 KB .xls that calamine would read into a 24 GB grid (found by fuzzing).
+    let f = dir.join("grid-bomb.xls");
+    std::fs::copy(root().join("tests/data/xls_grid_bomb/input.xls"), &f).unwrap();
+    refused(&convert(dir, &f), &f, &[2], &["not a readable .xls"]);
+    // An .xlsx with two cells, A1 and XFD1048576: a 17-billion-cell grid if read naively.
+    let sheet = br#"<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>Name</t></is></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>"#;
+    let f = write(
+        dir,
+        "far-cells.xlsx",
+        &xlsx_with(&[honest("xl/worksheets/sheet1.xml", sheet)]),
+    );
+    refused(
+        &convert(dir, &f),
+        &f,
+        &[2],
+        &["1048576 rows by 16384 columns", "save the sheet as CSV"],
+    );
+    // An .ods with one row of 1,000 valued cells repeated a million times.
+    let content = br#"<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"><office:body><office:spreadsheet><table:table table:name="S"><table:table-row table:number-rows-repeated="1000000"><table:table-cell table:number-columns-repeated="1000" office:value-type="float" office:value="1"/></table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#;
+    let f = write(
+        dir,
+        "repeated.ods",
+        &zip(&[
+            honest(
+                "mimetype",
+                b"application/vnd.oasis.opendocument.spreadsheet",
+            ),
+            honest("content.xml", content),
+        ]),
+    );
+    refused(
+        &convert(dir, &f),
+        &f,
+        &[2],
+        &["1000000 rows by 1000 columns"],
+    );
 
     // A 1.5 GB sparse CSV: refused by its size before a byte is read.
     let f = dir.join("sparse.csv");
@@ -392,7 +443,11 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| !n.ends_with(".csv") && !n.ends_with(".xlsx") && !n.ends_with(".xls"))
+        .filter(|n| {
+            ![".csv", ".xlsx", ".xls", ".ods"]
+                .iter()
+                .any(|e| n.ends_with(e))
+        })
         .collect();
     assert!(left.is_empty(), "written beside the inputs: {left:?}");
 }

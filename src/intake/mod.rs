@@ -7,6 +7,7 @@
 
 pub mod columns;
 mod csv_source;
+pub mod extent;
 mod sheet_source;
 
 use crate::config::{Channel, CsvEncoding, InputEncoding};

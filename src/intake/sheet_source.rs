@@ -116,6 +116,11 @@ pub(super) fn open(
         return Err(IntakeError::Encrypted {
             path: path.to_path_buf(),
         });
+    } else {
+        match super::extent::xls(&bytes) {
+            Ok(e) => too_big(path, "its largest sheet", &e)?,
+            Err(detail) => return Err(corrupt(format!("not a readable .xls workbook: {detail}"))),
+        }
     }
     // calamine has been seen to panic on damaged files (found by tests/cli.rs and by fuzzing):
     // a panic in the parser is a damaged file, never a crash of paygate, nor a stack trace in
@@ -306,15 +311,41 @@ fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
                 ),
             });
         }
+        if name.starts_with("xl/worksheets/") && name.ends_with(".bin") {
+            return Err(IntakeError::NotASpreadsheet {
+                path: path.to_path_buf(),
+                what: "an Excel binary workbook (.xlsb); save it as .xlsx or CSV".into(),
+            });
+        }
         let cap = if sheet { limit - total } else { MAX_PART_BYTES }.min(size);
-        let read = std::io::copy(
-            &mut std::io::Read::take(&mut entry, cap + 1),
-            &mut std::io::sink(),
-        )
-        .map_err(|e| IntakeError::Corrupt {
+        let mut counted = Counted {
+            inner: std::io::Read::take(&mut entry, cap + 1),
+            n: 0,
+        };
+        let unpack_error = |e: std::io::Error| IntakeError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("its part `{name}` cannot be unpacked: {e}"),
-        })?;
+        };
+        if sheet {
+            // How far the sheet reaches, from its cells' positions, while it is inflated.
+            let reader = std::io::BufReader::new(&mut counted);
+            let extent = if name == "content.xml" {
+                super::extent::ods_content(reader)
+            } else {
+                super::extent::xlsx_sheet(reader)
+            };
+            match extent {
+                Ok(e) => too_big(path, name, &e)?,
+                Err(detail) => {
+                    return Err(IntakeError::Corrupt {
+                        path: path.to_path_buf(),
+                        detail: format!("its part `{name}` is not well-formed: {detail}"),
+                    });
+                }
+            }
+        }
+        std::io::copy(&mut counted, &mut std::io::sink()).map_err(unpack_error)?;
+        let read = counted.n;
         if read > size {
             return Err(IntakeError::Refused {
                 path: path.to_path_buf(),
@@ -324,6 +355,37 @@ fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
             });
         }
         total += read;
+    }
+    Ok(())
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Refuses a sheet whose grid would be larger than calamine should hold.
+fn too_big(path: &Path, part: &str, e: &super::extent::Extent) -> Result<(), IntakeError> {
+    if e.cells() > super::extent::MAX_CELLS {
+        return Err(IntakeError::Refused {
+            path: path.to_path_buf(),
+            detail: format!(
+                "{part} spans {} rows by {} columns ({} cells from its first cell to its last), more than the {} paygate reads from a sheet; delete what lies outside the payments, or save the sheet as CSV",
+                e.rows(),
+                e.cols(),
+                e.cells(),
+                super::extent::MAX_CELLS
+            ),
+        });
     }
     Ok(())
 }

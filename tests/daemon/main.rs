@@ -199,6 +199,30 @@ fn bad_inputs_end_in_rejected_with_a_report_and_nothing_is_lost() {
             .is_symlink()
     );
 
+    // A 1.5 GB (sparse) file: refused by its size before a byte is read or hashed, with a
+    // note, and not recorded; a PDF named .csv: rejected with its report.
+    let big = inbound.join("big.csv");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1536 * 1024 * 1024)
+        .unwrap();
+    w.wait_file(&rejected.join("big.csv.errors.txt"), 30);
+    let note = read(&rejected.join("big.csv.errors.txt"));
+    assert!(note.contains("limits.max_file_bytes"), "{note}");
+    assert!(
+        note.contains("Nothing from this file was recorded"),
+        "{note}"
+    );
+    std::fs::remove_file(rejected.join("big.csv")).unwrap();
+    w.drop_file(
+        "supplier",
+        "invoice.csv",
+        b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n1 0 obj\n<<>>\nendobj\n",
+    );
+    w.wait_file(&rejected.join("invoice.csv.errors.txt"), 30);
+    let note = read(&rejected.join("invoice.csv.errors.txt"));
+    assert!(note.contains("a PDF document"), "{note}");
+
     // A file still being written is not taken until it is complete.
     let full = std::fs::read(sample("supplier.csv")).unwrap();
     let mut changed = String::from_utf8(full).unwrap();
@@ -225,6 +249,11 @@ fn bad_inputs_end_in_rejected_with_a_report_and_nothing_is_lost() {
         b.iter().all(|x| x.is_final())
     });
     assert!(w.daemon_running());
+    let all = w.wait_batches("the batch list", 10, |_| true);
+    assert!(
+        !all.iter().any(|x| x.file == "big.csv"),
+        "a refused oversized file was recorded: {all:?}"
+    );
     let left: Vec<_> = std::fs::read_dir(w.folder("supplier", "processing"))
         .unwrap()
         .flatten()
