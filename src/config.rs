@@ -1321,8 +1321,14 @@ impl Config {
             }
             if let Some(f) = &ch.date_format {
                 let probe = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default();
-                let shown = probe.format(f).to_string();
-                if NaiveDate::parse_from_str(&shown, f) != Ok(probe) {
+                if !crate::model::date_format_ok(f) {
+                    p(
+                        format!("{key}.date_format"),
+                        format!(
+                            "`{f}` is not a date format (chrono's strftime: %d %m %Y …); use e.g. \"%d/%m/%Y\""
+                        ),
+                    );
+                } else if NaiveDate::parse_from_str(&probe.format(f).to_string(), f) != Ok(probe) {
                     p(
                         format!("{key}.date_format"),
                         format!("`{f}` cannot read back a date it writes; use e.g. \"%d/%m/%Y\""),

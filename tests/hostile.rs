@@ -524,3 +524,21 @@ fn hostile_bank_files_are_refused_clearly_in_bounded_memory() {
         .unwrap();
     refused(&inspect(dir, &f), &f, &[1], &["elements"]);
 }
+
+#[test]
+fn a_config_that_crashed_the_loader_is_a_list_of_problems() {
+    // Found by fuzzing the config loader: `date_format = "%d/%}/%Y"` made the check that
+    // formats a probe date panic inside chrono.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = root().join("tests/hostile/fuzz-config-date-format.toml");
+    let r = paygate(
+        tmp.path(),
+        &["--config", f.to_str().unwrap(), "check-config"],
+    );
+    refused(
+        &r,
+        &f,
+        &[78],
+        &["channels.supplier-de.date_format: `%d/%}/%Y` is not a date format"],
+    );
+}

@@ -12,6 +12,13 @@ pub use account::{
 pub use currency::{Currency, UnknownCurrency};
 pub use money::{AmountProblem, Money, Written, parse_decimal, written_with};
 
+/// Whether `f` is a chrono date format that can be written: formatting with a bad one (`%Q`,
+/// a lone `%`) panics in `to_string`, so every format from a config or a template is checked
+/// with this first.
+pub fn date_format_ok(f: &str) -> bool {
+    !chrono::format::StrftimeItems::new(f).any(|i| matches!(i, chrono::format::Item::Error))
+}
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -255,6 +262,14 @@ pub struct IllegalTransition {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn date_formats_are_checked_before_use() {
+        assert!(super::date_format_ok("%d/%m/%Y"));
+        assert!(super::date_format_ok("%Y%m%d%H%M%S"));
+        assert!(!super::date_format_ok("%Q"));
+        assert!(!super::date_format_ok("%d/%m/%"));
+    }
+
     use super::*;
     use BatchState::*;
 

@@ -282,6 +282,13 @@ impl Template {
                         "{key}.width: every field of a fixed-width layout needs a width (bytes)"
                     ));
                 }
+                if let Some(d) = &f.date_format
+                    && !crate::model::date_format_ok(d)
+                {
+                    problems.push(format!(
+                        "{key}.date_format: `{d}` is not a date format (chrono's strftime: %d %m %Y …)"
+                    ));
+                }
                 if let Some(p) = f.pad
                     && !p.is_ascii()
                 {
@@ -633,6 +640,7 @@ fields = [
   { name = "nm", value = "payment.name" },
   { name = "x", value = "payment.nothing", width = 1 },
   { name = "y", width = 1 },
+  { name = "d", value = "payment.execution_date", width = 8, date_format = "%Y%}" },
 ]
 "#;
         let p = Template::parse(text).unwrap_err();
@@ -644,10 +652,11 @@ fields = [
             "detail.fields[1] (nm).width",
             "detail.fields[2] (x).value: unknown value `payment.nothing`",
             "detail.fields[3] (y): give exactly one of `value` and `text`",
+            "detail.fields[4] (d).date_format: `%Y%}` is not a date format",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
-        assert_eq!(p.len(), 6, "{all}");
+        assert_eq!(p.len(), 7, "{all}");
     }
 
     #[test]
