@@ -1321,7 +1321,7 @@ impl Config {
             }
             if let Some(f) = &ch.date_format {
                 let probe = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default();
-                if !crate::model::date_format_ok(f) {
+                if !crate::model::date_format_ok(f, false) {
                     p(
                         format!("{key}.date_format"),
                         format!(

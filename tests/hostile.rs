@@ -543,4 +543,16 @@ fn a_config_that_crashed_the_loader_is_a_list_of_problems() {
         &[78],
         &["channels.supplier-de.date_format: `%d/%}/%Y` is not a date format"],
     );
+    // And `%d/%m/%company.accouY`: `%c` asks a date for its time.
+    let f = root().join("tests/hostile/fuzz-config-date-time-format.toml");
+    let r = paygate(
+        tmp.path(),
+        &["--config", f.to_str().unwrap(), "check-config"],
+    );
+    refused(
+        &r,
+        &f,
+        &[78],
+        &["channels.supplier-de.date_format: `%d/%m/%company.accouY` is not a date format"],
+    );
 }

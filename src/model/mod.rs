@@ -12,11 +12,19 @@ pub use account::{
 pub use currency::{Currency, UnknownCurrency};
 pub use money::{AmountProblem, Money, Written, parse_decimal, written_with};
 
-/// Whether `f` is a chrono date format that can be written: formatting with a bad one (`%Q`,
-/// a lone `%`) panics in `to_string`, so every format from a config or a template is checked
-/// with this first.
-pub fn date_format_ok(f: &str) -> bool {
-    !chrono::format::StrftimeItems::new(f).any(|i| matches!(i, chrono::format::Item::Error))
+/// Whether `f` is a chrono format that can write a date (`with_time`: a date and time). A bad
+/// one (`%Q`, a lone `%`) or one asking a date for its time (`%c`, `%H`) makes chrono's
+/// `to_string` panic, so every format from a config or a template is tried here first, on a
+/// probe, where the failure is an error.
+pub fn date_format_ok(f: &str, with_time: bool) -> bool {
+    use std::fmt::Write;
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default();
+    let mut out = String::new();
+    if with_time {
+        write!(out, "{}", date.and_time(chrono::NaiveTime::MIN).format(f)).is_ok()
+    } else {
+        write!(out, "{}", date.format(f)).is_ok()
+    }
 }
 
 use chrono::NaiveDate;
@@ -264,10 +272,14 @@ pub struct IllegalTransition {
 mod tests {
     #[test]
     fn date_formats_are_checked_before_use() {
-        assert!(super::date_format_ok("%d/%m/%Y"));
-        assert!(super::date_format_ok("%Y%m%d%H%M%S"));
-        assert!(!super::date_format_ok("%Q"));
-        assert!(!super::date_format_ok("%d/%m/%"));
+        use super::date_format_ok;
+        assert!(date_format_ok("%d/%m/%Y", false));
+        assert!(date_format_ok("%Y%m%d%H%M%S", true));
+        assert!(!date_format_ok("%Y%m%d%H%M%S", false));
+        assert!(!date_format_ok("%Q", false));
+        assert!(!date_format_ok("%d/%m/%", false));
+        // Found by fuzzing the config loader: `%c` asks a date for its time.
+        assert!(!date_format_ok("%d/%m/%company.accouY", false));
     }
 
     use super::*;

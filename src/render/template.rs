@@ -282,8 +282,9 @@ impl Template {
                         "{key}.width: every field of a fixed-width layout needs a width (bytes)"
                     ));
                 }
+                let with_time = f.value.as_deref() == Some("batch.created");
                 if let Some(d) = &f.date_format
-                    && !crate::model::date_format_ok(d)
+                    && !crate::model::date_format_ok(d, with_time)
                 {
                     problems.push(format!(
                         "{key}.date_format: `{d}` is not a date format (chrono's strftime: %d %m %Y …)"
