@@ -314,18 +314,32 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
     let f = dir.join("grid-bomb.xls");
     std::fs::copy(root().join("tests/data/xls_grid_bomb/input.xls"), &f).unwrap();
     refused(&convert(dir, &f), &f, &[2], &["not a readable .xls"]);
-    // An .xlsx with two cells, A1 and XFD1048576: a 17-billion-cell grid if read naively.
-    let sheet = br#"<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>Name</t></is></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>"#;
-    let f = write(
-        dir,
-        "far-cells.xlsx",
-        &xlsx_with(&[honest("xl/worksheets/sheet1.xml", sheet)]),
-    );
+    // An .xlsx with two cells, A1 and XFD1048576 (a 17-billion-cell grid if read whole):
+    // streamed, it is two rows, read in kilobytes.
+    let f = dir.join("far-cells.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    // (named as the sample payroll channel's `sheet` says)
+    let ws = wb.add_worksheet().set_name("Payroll").unwrap();
+    ws.write_string(0, 0, "Name").unwrap();
+    ws.write_number(1_048_575, 16_383, 1.0).unwrap();
+    wb.save(&f).unwrap();
+    refused(&convert(dir, &f), &f, &[1], &["header.missing"]);
+    // Three thousand rows reaching column XFD: refused once their cells pass 32 million.
+    let f = dir.join("far-rows.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet().set_name("Payroll").unwrap();
+    for (c, h) in ["姓名", "账号", "金额"].iter().enumerate() {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    for r in 1..3_000u32 {
+        ws.write_number(r, 16_383, 1.0).unwrap();
+    }
+    wb.save(&f).unwrap();
     refused(
         &convert(dir, &f),
         &f,
         &[2],
-        &["1048576 rows by 16384 columns", "save the sheet as CSV"],
+        &["reaches over 32000000 cells", "save the sheet as CSV"],
     );
     // An .ods with one row of 1,000 valued cells repeated a million times.
     let content = br#"<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"><office:body><office:spreadsheet><table:table table:name="S"><table:table-row table:number-rows-repeated="1000000"><table:table-cell table:number-columns-repeated="1000" office:value-type="float" office:value="1"/></table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#;

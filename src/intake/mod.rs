@@ -153,7 +153,7 @@ impl Table {
     pub fn next_row(&mut self, row: &mut RawRow) -> Result<bool, IntakeError> {
         let more = match &mut self.rows {
             Rows::Csv(c) => c.next_row(row).map_err(|e| self.io_error(e))?,
-            Rows::Sheet(s) => s.next_row(row),
+            Rows::Sheet(s) => s.next_row(row)?,
         };
         row.invisible.clear();
         for (i, cell) in row.cells.iter_mut().enumerate() {

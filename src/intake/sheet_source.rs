@@ -1,13 +1,41 @@
 //! Spreadsheet rows (.xlsx, .xls, .ods) through calamine, with the sheet chosen by name or the
-//! first one. Zip containers are measured before they are unpacked.
+//! first one. Zip containers are measured before they are unpacked. An .xlsx sheet is streamed:
+//! a reader thread turns calamine's cell reader into rows while validation works on the rows
+//! before them, so memory holds a few rows, not the sheet. .xls and .ods are read whole (their
+//! grids measured first, see `extent`).
 
 use super::{CellKind, IntakeError, RawRow, SourceFormat};
 use crate::config::Channel;
-use calamine::{Data, Range, Reader, Sheets};
+use calamine::{Data, DataRef, Range, Reader, Sheets, Xlsx};
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub(super) struct SheetRows {
+/// An .xlsx workbook held in memory (its sheets are read from it a row at a time).
+type Workbook = Xlsx<Cursor<Vec<u8>>>;
+
+/// Rows on their way from the reader thread to validation (a row is at most 16,384 cells).
+const ROWS_IN_FLIGHT: usize = 32;
+/// Cells a streamed sheet may hand on, each row counted from column A to its last cell: what
+/// bounds the work of a sheet whose rows reach far to the right (memory holds a few rows);
+/// a million rows of 32 columns.
+const MAX_STREAMED_CELLS: u64 = 32_000_000;
+
+pub(super) enum SheetRows {
+    Grid(GridRows),
+    Stream(StreamRows),
+}
+
+impl SheetRows {
+    pub(super) fn next_row(&mut self, row: &mut RawRow) -> Result<bool, IntakeError> {
+        match self {
+            SheetRows::Grid(g) => Ok(g.next_row(row)),
+            SheetRows::Stream(s) => s.next_row(row),
+        }
+    }
+}
+
+/// A sheet read whole by calamine (.xls, .ods).
+pub(super) struct GridRows {
     range: Range<Data>,
     /// Absolute 0-based row and column of the range's first cell.
     first_row: u32,
@@ -15,8 +43,121 @@ pub(super) struct SheetRows {
     next: usize,
 }
 
-impl SheetRows {
-    pub(super) fn next_row(&mut self, row: &mut RawRow) -> bool {
+/// An .xlsx sheet read by a thread of its own, a row at a time.
+pub(super) struct StreamRows {
+    rx: std::sync::mpsc::Receiver<Result<RawRow, String>>,
+    path: PathBuf,
+}
+
+impl StreamRows {
+    fn start(path: &Path, mut book: Workbook, sheet: String) -> Result<StreamRows, IntakeError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(ROWS_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("xlsx-reader".into())
+            .spawn(move || {
+                let detail = match quietly(|| send_rows(&mut book, &sheet, &tx)) {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e,
+                    Err(what) => {
+                        format!("the spreadsheet reader gave up on its structure ({what})")
+                    }
+                };
+                let _ = tx.send(Err(detail));
+            })
+            .map_err(|source| IntakeError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(StreamRows {
+            rx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn next_row(&mut self, row: &mut RawRow) -> Result<bool, IntakeError> {
+        match self.rx.recv() {
+            Ok(Ok(r)) => {
+                *row = r;
+                Ok(true)
+            }
+            Ok(Err(detail)) => Err(IntakeError::Corrupt {
+                path: self.path.clone(),
+                detail,
+            }),
+            // The reader is done (it drops its end after the last row).
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// The reader thread: cells in document order, gathered into rows and sent one by one. Ends
+/// quietly when validation stops listening.
+fn send_rows(
+    book: &mut Workbook,
+    sheet: &str,
+    tx: &std::sync::mpsc::SyncSender<Result<RawRow, String>>,
+) -> Result<(), String> {
+    let mut reader = book
+        .worksheet_cells_reader(sheet)
+        .map_err(|e| format!("sheet `{sheet}`: {e}"))?;
+    let mut row = RawRow::default();
+    // Cells handed on so far, counting the empty ones each row is padded with up to its last.
+    let mut handed: u64 = 0;
+    while let Some(cell) = reader
+        .next_cell()
+        .map_err(|e| format!("sheet `{sheet}`: {e}"))?
+    {
+        let (r, c) = cell.get_position();
+        let number = u64::from(r) + 1;
+        if row.number != number {
+            if row.number != 0 {
+                handed += row.cells.len() as u64;
+                if handed > MAX_STREAMED_CELLS {
+                    return Err(format!(
+                        "sheet `{sheet}` reaches over {MAX_STREAMED_CELLS} cells, counting each row from its first column to its last cell; delete what lies outside the payments, or save the sheet as CSV"
+                    ));
+                }
+                if !send(tx, &mut row) {
+                    return Ok(());
+                }
+            }
+            row.number = number;
+        }
+        let c = c as usize;
+        if row.cells.len() <= c {
+            row.cells.resize_with(c + 1, Default::default);
+        }
+        let out = &mut row.cells[c];
+        out.text.clear();
+        out.kind = match cell.get_value() {
+            // Most text is shared: no owned copy on the way.
+            DataRef::SharedString(s) => {
+                out.text.push_str(s);
+                if s.trim().is_empty() {
+                    CellKind::Empty
+                } else {
+                    CellKind::Text
+                }
+            }
+            other => fill(&mut out.text, &Data::from(other.clone())),
+        };
+    }
+    if row.number != 0 {
+        send(tx, &mut row);
+    }
+    Ok(())
+}
+
+/// Sends the row (trailing empty cells dropped) and starts a new one; false when nobody listens.
+fn send(tx: &std::sync::mpsc::SyncSender<Result<RawRow, String>>, row: &mut RawRow) -> bool {
+    while row.cells.last().is_some_and(|c| c.kind == CellKind::Empty) {
+        row.cells.pop();
+    }
+    tx.send(Ok(std::mem::take(row))).is_ok()
+}
+
+impl GridRows {
+    fn next_row(&mut self, row: &mut RawRow) -> bool {
         let (height, width) = self.range.get_size();
         if self.next >= height {
             return false;
@@ -111,7 +252,18 @@ pub(super) fn open(
         detail,
     };
     if is_zip {
-        check_zip(path, &bytes, channel.limits.max_unpacked_bytes)?;
+        if check_zip(path, &bytes, channel.limits.max_unpacked_bytes)? == ZipKind::Xlsx {
+            let (book, sheet) = match quietly(|| open_xlsx(path, bytes, channel)) {
+                Ok(r) => r?,
+                Err(what) => {
+                    return Err(corrupt(format!(
+                        "the spreadsheet reader gave up on its structure ({what})"
+                    )));
+                }
+            };
+            let rows = StreamRows::start(path, book, sheet.clone())?;
+            return Ok((SheetRows::Stream(rows), SourceFormat::Xlsx { sheet }));
+        }
     } else if looks_encrypted_ole(&bytes) {
         return Err(IntakeError::Encrypted {
             path: path.to_path_buf(),
@@ -146,14 +298,47 @@ pub(super) fn open(
         Kind::Ods => SourceFormat::Ods { sheet },
     };
     Ok((
-        SheetRows {
+        SheetRows::Grid(GridRows {
             range,
             first_row,
             first_col,
             next: 0,
-        },
+        }),
         format,
     ))
+}
+
+/// Opens an .xlsx (its workbook, shared strings and styles; no sheet yet) and picks the sheet.
+fn open_xlsx(
+    path: &Path,
+    bytes: Vec<u8>,
+    channel: &Channel,
+) -> Result<(Workbook, String), IntakeError> {
+    let book = Xlsx::new(Cursor::new(bytes)).map_err(|e| IntakeError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let sheet = choose_sheet(path, &book.sheet_names(), channel)?;
+    Ok((book, sheet))
+}
+
+/// The channel's sheet (by name, ignoring case and spaces around it), else the first.
+fn choose_sheet(path: &Path, names: &[String], channel: &Channel) -> Result<String, IntakeError> {
+    match &channel.sheet {
+        Some(want) => names
+            .iter()
+            .find(|n| n.as_str() == want || n.trim().eq_ignore_ascii_case(want.trim()))
+            .cloned()
+            .ok_or_else(|| IntakeError::NoSuchSheet {
+                path: path.to_path_buf(),
+                sheet: want.clone(),
+                available: names.join(", "),
+            }),
+        None => names.first().cloned().ok_or_else(|| IntakeError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "it has no sheets".into(),
+        }),
+    }
 }
 
 thread_local! {
@@ -219,22 +404,7 @@ fn read_sheet(
             },
             e => corrupt(e.to_string()),
         })?;
-    let names = book.sheet_names();
-    let sheet = match &channel.sheet {
-        Some(want) => names
-            .iter()
-            .find(|n| n.as_str() == want || n.trim().eq_ignore_ascii_case(want.trim()))
-            .cloned()
-            .ok_or_else(|| IntakeError::NoSuchSheet {
-                path: path.to_path_buf(),
-                sheet: want.clone(),
-                available: names.join(", "),
-            })?,
-        None => names
-            .first()
-            .cloned()
-            .ok_or_else(|| corrupt("it has no sheets".into()))?,
-    };
+    let sheet = choose_sheet(path, &book.sheet_names(), channel)?;
     let range = book.worksheet_range(&sheet).map_err(|e| match e {
         calamine::Error::Xls(calamine::XlsError::Password) => IntakeError::Encrypted {
             path: path.to_path_buf(),
@@ -257,7 +427,14 @@ const MAX_PART_BYTES: u64 = 64 * 1024 * 1024;
 /// `MAX_PART_BYTES`, or an entry that unpacks to more than it declares (a zip bomb with a lying
 /// directory), before calamine unpacks anything for keeps: each entry is inflated once into
 /// nothing, counting bytes, and stopped at its limit.
-fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
+/// What a zip container holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZipKind {
+    Xlsx,
+    Ods,
+}
+
+fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<ZipKind, IntakeError> {
     let corrupt = |e: zip::result::ZipError| IntakeError::Corrupt {
         path: path.to_path_buf(),
         detail: format!("not a valid zip container: {e}"),
@@ -326,15 +503,11 @@ fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
             path: path.to_path_buf(),
             detail: format!("its part `{name}` cannot be unpacked: {e}"),
         };
-        if sheet {
-            // How far the sheet reaches, from its cells' positions, while it is inflated.
+        if name == "content.xml" {
+            // How far the ODS sheets reach, from their cells' positions, while inflated (an
+            // .xlsx sheet is streamed instead, and bounds its own work).
             let reader = std::io::BufReader::new(&mut counted);
-            let extent = if name == "content.xml" {
-                super::extent::ods_content(reader)
-            } else {
-                super::extent::xlsx_sheet(reader)
-            };
-            match extent {
+            match super::extent::ods_content(reader) {
                 Ok(e) => too_big(path, name, &e)?,
                 Err(detail) => {
                     return Err(IntakeError::Corrupt {
@@ -356,7 +529,7 @@ fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<(), IntakeError> {
         }
         total += read;
     }
-    Ok(())
+    Ok(if is_xlsx { ZipKind::Xlsx } else { ZipKind::Ods })
 }
 
 /// Counts the bytes read through it.
@@ -375,7 +548,8 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
 
 /// Refuses a sheet whose grid would be larger than calamine should hold.
 fn too_big(path: &Path, part: &str, e: &super::extent::Extent) -> Result<(), IntakeError> {
-    if e.cells() > super::extent::MAX_CELLS {
+    let max = super::extent::MAX_CELLS;
+    if e.cells() > max {
         return Err(IntakeError::Refused {
             path: path.to_path_buf(),
             detail: format!(
@@ -383,7 +557,7 @@ fn too_big(path: &Path, part: &str, e: &super::extent::Extent) -> Result<(), Int
                 e.rows(),
                 e.cols(),
                 e.cells(),
-                super::extent::MAX_CELLS
+                max
             ),
         });
     }
