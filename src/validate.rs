@@ -250,7 +250,7 @@ fn read_as_hint(encoding: &str, first: &RawRow, channel: &str) -> String {
         return format!(". The first row reads `{shown}`");
     }
     format!(
-        ". The file was read as {encoding}, in which its first row reads `{shown}`; if that looks garbled, the file is in another encoding: set channels.{channel}.encoding (e.g. \"windows-1252\" for Western European Excel, \"gb18030\" for Chinese Excel) or narrow channels.{channel}.encodings"
+        ". The file was read as {encoding}, in which its first row reads `{shown}`; if that looks garbled, the file is in another encoding: set channels.{channel}.encoding (e.g. \"windows-1252\" for Western European Excel, \"gb18030\" for Chinese Excel), or add it to channels.{channel}.encodings (every encoding listed there was tried)"
     )
 }
 
@@ -1007,7 +1007,7 @@ impl<'a> Validator<'a> {
         let decimal_comma = if cell.kind == CellKind::Number {
             false
         } else {
-            match self.separator(raw, row.number) {
+            match self.separator(raw, row.number, currency) {
                 Ok(comma) => comma,
                 Err((code, msg)) => {
                     out.push(self.at(Finding::error(code, msg), row, idx, raw));
@@ -1076,7 +1076,12 @@ impl<'a> Validator<'a> {
     /// `decimal_separator`; under `auto` the first amount that can be read only one way fixes
     /// the file's convention, and amounts that disagree with it, or could be read both ways
     /// before it is known, are refused.
-    fn separator(&mut self, raw: &str, row: u64) -> Result<bool, (&'static str, String)> {
+    fn separator(
+        &mut self,
+        raw: &str,
+        row: u64,
+        currency: Option<Currency>,
+    ) -> Result<bool, (&'static str, String)> {
         let written = written_with(raw);
         let ch = &self.rules.channel;
         let set = |sep: &str| format!("channels.{ch}.decimal_separator = \"{sep}\"");
@@ -1101,6 +1106,23 @@ impl<'a> Validator<'a> {
             (DecimalSeparator::Auto, Written::Plain) => Ok(false),
             (DecimalSeparator::Auto, Written::Either) => match &self.convention {
                 Some((c, _, _)) => Ok(*c == Written::Comma),
+                // `1,234` read with a decimal comma has three decimals: only a currency that has
+                // three (BHD, KWD…) makes that a question. For the others the separator groups
+                // thousands, which says how the file writes amounts.
+                None if currency
+                    .unwrap_or(self.rules.default_currency)
+                    .minor_units()
+                    < 3 =>
+                {
+                    let comma = raw.contains('.');
+                    let w = if comma {
+                        Written::Comma
+                    } else {
+                        Written::Point
+                    };
+                    self.convention = Some((w, row, raw.to_string()));
+                    Ok(comma)
+                }
                 None => {
                     let read = |comma| {
                         parse_decimal(raw, comma).map_or("?".to_string(), |d| d.to_string())
@@ -1117,7 +1139,10 @@ impl<'a> Validator<'a> {
             },
             (DecimalSeparator::Auto, w) => match &self.convention {
                 None => {
-                    self.convention = Some((w, row, raw.to_string()));
+                    // Only an amount that reads fixes the convention (not a typo like 1.234.56).
+                    if parse_decimal(raw, w == Written::Comma).is_ok() {
+                        self.convention = Some((w, row, raw.to_string()));
+                    }
                     Ok(w == Written::Comma)
                 }
                 Some((c, _, _)) if *c == w => Ok(w == Written::Comma),

@@ -354,12 +354,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
             honest("content.xml", content),
         ]),
     );
-    refused(
-        &convert(dir, &f),
-        &f,
-        &[2],
-        &["1000000 rows by 1000 columns"],
-    );
+    refused(&convert(dir, &f), &f, &[2], &["span 1000000000 cells"]);
 
     // A 1.5 GB sparse CSV: refused by its size before a byte is read.
     let f = dir.join("sparse.csv");
@@ -394,6 +389,37 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
         ],
     );
     refused(&r, &f, &[2], &["line 2", "MB long"]);
+    std::fs::remove_file(&f).unwrap();
+
+    // A quote left open over 40 MB of short lines: refused once the row passes 2 MB, while
+    // it is read (the line limit never sees a long line).
+    let f = dir.join("open-quote.csv");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap());
+        w.write_all("姓名,账号,金额\n张伟,6222020200112233445,100.00\n\"".as_bytes())
+            .unwrap();
+        let chunk = "x\n".repeat(512 * 1024);
+        for _ in 0..40 {
+            w.write_all(chunk.as_bytes()).unwrap();
+        }
+    }
+    let r = paygate(
+        dir,
+        &[
+            "--config",
+            "tests/data/config.toml",
+            "validate",
+            f.to_str().unwrap(),
+            "--channel",
+            "payroll",
+        ],
+    );
+    refused(
+        &r,
+        &f,
+        &[2],
+        &["the row starting near line 3", "quote left open"],
+    );
     std::fs::remove_file(&f).unwrap();
 
     // 10,000 columns: read, and the row's problems reported.

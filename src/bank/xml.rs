@@ -12,7 +12,8 @@ pub const MAX_BYTES: usize = 32 * 1024 * 1024;
 const MAX_DEPTH: usize = 64;
 /// Elements in one document: with `MAX_BYTES`, what bounds the tree's memory (~150 bytes an
 /// element, names and namespaces shared; 200 MB at most in all), whatever the file's shape.
-/// A statement of ~60,000 entries fits; a larger one is refused, never read half-way.
+/// A statement of some 20,000 to 60,000 entries fits (depending on how much detail the bank
+/// writes per entry); a larger one is refused, never read half-way.
 pub const MAX_ELEMENTS: usize = 800_000;
 
 #[derive(Debug, Clone, Default)]

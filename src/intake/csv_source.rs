@@ -21,13 +21,23 @@ struct LineBreaks<R> {
     lines: u64,
     /// The file ends its lines with a lone CR (Excel for Mac before 2016).
     cr_only: bool,
+    /// Where the row being parsed starts, and its line: set by `CsvRows` after each row, so that
+    /// a row growing past `MAX_ROW_BYTES` (a quote left open) is refused while it is read.
+    row: Arc<RowStart>,
 }
 
-/// No payment file has a line this long; a longer one (a 100 MB cell, a file with no line
-/// breaks) is refused before it is held in memory.
-pub(super) const MAX_LINE_BYTES: u64 = 4 * 1024 * 1024;
-/// Nor a row (a quoted value may span lines) this long.
-const MAX_ROW_BYTES: usize = 16 * 1024 * 1024;
+#[derive(Default)]
+struct RowStart {
+    offset: std::sync::atomic::AtomicU64,
+    line: std::sync::atomic::AtomicU64,
+}
+
+/// No payment file has a line this long (10,000 columns of 100 characters); a longer one (a
+/// 100 MB cell, a file with no line breaks) is refused before it is held in memory.
+pub(super) const MAX_LINE_BYTES: u64 = 1024 * 1024;
+/// Nor a row (a quoted value may span lines) this long. Small, also because the line breaks
+/// inside the row being read are remembered until it ends (8 bytes each).
+const MAX_ROW_BYTES: usize = 2 * 1024 * 1024;
 
 impl<R: Read> Read for LineBreaks<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -63,9 +73,24 @@ impl<R: Read> Read for LineBreaks<R> {
                 ),
             ));
         }
+        let start = self.row.offset.load(std::sync::atomic::Ordering::Relaxed);
+        // The parser buffers ahead of the row it is in: allow one buffer more.
+        if self.offset.saturating_sub(start) > (MAX_ROW_BYTES + BUFFER_BYTES) as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the row starting near line {} is over {} MB long; no payment file has such a row (is a quote left open?)",
+                    self.row.line.load(std::sync::atomic::Ordering::Relaxed) + 1,
+                    MAX_ROW_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
         Ok(n)
     }
 }
+
+/// The CSV parser's read buffer.
+const BUFFER_BYTES: usize = 256 * 1024;
 
 pub(super) struct CsvRows {
     reader: csv::Reader<Box<dyn Read + Send>>,
@@ -76,6 +101,7 @@ pub(super) struct CsvRows {
     embedded_newlines: u64,
     breaks: Arc<Mutex<VecDeque<u64>>>,
     lines_before: u64,
+    row_start: Arc<RowStart>,
 }
 
 /// The encodings a CSV file may be in, best first, among `allowed` (the channel's
@@ -171,6 +197,7 @@ impl CsvRows {
             )
         };
         let breaks = Arc::new(Mutex::new(VecDeque::new()));
+        let row_start = Arc::new(RowStart::default());
         let source: Box<dyn Read + Send> = Box::new(LineBreaks {
             inner: source,
             offset: 0,
@@ -178,6 +205,7 @@ impl CsvRows {
             line_start: 0,
             lines: 0,
             cr_only,
+            row: row_start.clone(),
         });
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -186,7 +214,7 @@ impl CsvRows {
             // Line ends on `\n` only: csv's CRLF mode miscounts line numbers; a trailing `\r` is
             // removed from the last field below.
             .terminator(csv::Terminator::Any(b'\n'))
-            .buffer_capacity(256 * 1024)
+            .buffer_capacity(BUFFER_BYTES)
             .from_reader(source);
         Ok(CsvRows {
             reader,
@@ -196,6 +224,7 @@ impl CsvRows {
             embedded_newlines: 0,
             breaks,
             lines_before: 0,
+            row_start,
         })
     }
 
@@ -244,6 +273,15 @@ impl CsvRows {
             }
         }
         row.number = (self.lines_before + 1).saturating_sub(self.embedded_newlines);
+        // The next row starts where the parser now stands.
+        let next = self.reader.position();
+        self.row_start
+            .offset
+            .store(next.byte(), std::sync::atomic::Ordering::Relaxed);
+        self.row_start.line.store(
+            next.line().saturating_sub(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let fields = self.record.len();
         row.cells.resize_with(fields, Default::default);
         for (i, (cell, mut field)) in row.cells.iter_mut().zip(self.record.iter()).enumerate() {

@@ -15,6 +15,8 @@ type Workbook = Xlsx<Cursor<Vec<u8>>>;
 
 /// Rows on their way from the reader thread to validation (a row is at most 16,384 cells).
 const ROWS_IN_FLIGHT: usize = 32;
+/// Excel's columns, A to XFD.
+const MAX_COLUMNS: u32 = 16_384;
 /// Cells a streamed sheet may hand on, each row counted from column A to its last cell: what
 /// bounds the work of a sheet whose rows reach far to the right (memory holds a few rows);
 /// a million rows of 32 columns.
@@ -108,17 +110,25 @@ fn send_rows(
         .map_err(|e| format!("sheet `{sheet}`: {e}"))?
     {
         let (r, c) = cell.get_position();
+        if c >= MAX_COLUMNS {
+            // calamine reads whatever column a reference names (or counts up to, for cells
+            // without one); Excel stops at XFD.
+            return Err(format!(
+                "sheet `{sheet}` has a cell in column {}, beyond Excel's last column (XFD)",
+                u64::from(c) + 1
+            ));
+        }
         let number = u64::from(r) + 1;
         if row.number != number {
             if row.number != 0 {
-                handed += row.cells.len() as u64;
+                match send(tx, &mut row) {
+                    Some(n) => handed += n,
+                    None => return Ok(()),
+                }
                 if handed > MAX_STREAMED_CELLS {
                     return Err(format!(
                         "sheet `{sheet}` reaches over {MAX_STREAMED_CELLS} cells, counting each row from its first column to its last cell; delete what lies outside the payments, or save the sheet as CSV"
                     ));
-                }
-                if !send(tx, &mut row) {
-                    return Ok(());
                 }
             }
             row.number = number;
@@ -148,12 +158,14 @@ fn send_rows(
     Ok(())
 }
 
-/// Sends the row (trailing empty cells dropped) and starts a new one; false when nobody listens.
-fn send(tx: &std::sync::mpsc::SyncSender<Result<RawRow, String>>, row: &mut RawRow) -> bool {
+/// Sends the row (trailing empty cells dropped) and starts a new one; returns the cells sent,
+/// or `None` when nobody listens.
+fn send(tx: &std::sync::mpsc::SyncSender<Result<RawRow, String>>, row: &mut RawRow) -> Option<u64> {
     while row.cells.last().is_some_and(|c| c.kind == CellKind::Empty) {
         row.cells.pop();
     }
-    tx.send(Ok(std::mem::take(row))).is_ok()
+    let n = row.cells.len() as u64;
+    tx.send(Ok(std::mem::take(row))).ok().map(|()| n)
 }
 
 impl GridRows {
@@ -270,8 +282,15 @@ pub(super) fn open(
         });
     } else {
         match super::extent::xls(&bytes) {
-            Ok(e) => too_big(path, "its largest sheet", &e)?,
-            Err(detail) => return Err(corrupt(format!("not a readable .xls workbook: {detail}"))),
+            Ok(cells) => too_big(path, "its sheets", cells)?,
+            Err(super::extent::XlsProblem::Encrypted) => {
+                return Err(IntakeError::Encrypted {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(super::extent::XlsProblem::Damaged(detail)) => {
+                return Err(corrupt(format!("not a readable .xls workbook: {detail}")));
+            }
         }
     }
     // calamine has been seen to panic on damaged files (found by tests/cli.rs and by fuzzing):
@@ -508,7 +527,7 @@ fn check_zip(path: &Path, bytes: &[u8], limit: u64) -> Result<ZipKind, IntakeErr
             // .xlsx sheet is streamed instead, and bounds its own work).
             let reader = std::io::BufReader::new(&mut counted);
             match super::extent::ods_content(reader) {
-                Ok(e) => too_big(path, name, &e)?,
+                Ok(cells) => too_big(path, "its sheets", cells)?,
                 Err(detail) => {
                     return Err(IntakeError::Corrupt {
                         path: path.to_path_buf(),
@@ -546,18 +565,14 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
     }
 }
 
-/// Refuses a sheet whose grid would be larger than calamine should hold.
-fn too_big(path: &Path, part: &str, e: &super::extent::Extent) -> Result<(), IntakeError> {
+/// Refuses a workbook whose sheets' grids would be larger than calamine should hold.
+fn too_big(path: &Path, what: &str, cells: u64) -> Result<(), IntakeError> {
     let max = super::extent::MAX_CELLS;
-    if e.cells() > max {
+    if cells > max {
         return Err(IntakeError::Refused {
             path: path.to_path_buf(),
             detail: format!(
-                "{part} spans {} rows by {} columns ({} cells from its first cell to its last), more than the {} paygate reads from a sheet; delete what lies outside the payments, or save the sheet as CSV",
-                e.rows(),
-                e.cols(),
-                e.cells(),
-                max
+                "{what} span {cells} cells from each one's first used cell to its last, more than the {max} paygate reads from an .xls or .ods workbook; delete what lies outside the payments, or save the sheet as .xlsx or CSV"
             ),
         });
     }

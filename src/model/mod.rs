@@ -21,7 +21,15 @@ pub fn date_format_ok(f: &str, with_time: bool) -> bool {
     let date = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default();
     let mut out = String::new();
     if with_time {
-        write!(out, "{}", date.and_time(chrono::NaiveTime::MIN).format(f)).is_ok()
+        // With its offset, as a batch's creation time is kept (`%z`, `%:z` need one).
+        let Some(offset) = chrono::FixedOffset::east_opt(8 * 3600) else {
+            return false;
+        };
+        let at = date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .with_timezone(&offset);
+        write!(out, "{}", at.format(f)).is_ok()
     } else {
         write!(out, "{}", date.format(f)).is_ok()
     }
@@ -275,6 +283,7 @@ mod tests {
         use super::date_format_ok;
         assert!(date_format_ok("%d/%m/%Y", false));
         assert!(date_format_ok("%Y%m%d%H%M%S", true));
+        assert!(date_format_ok("%Y-%m-%dT%H:%M:%S%:z", true));
         assert!(!date_format_ok("%Y%m%d%H%M%S", false));
         assert!(!date_format_ok("%Q", false));
         assert!(!date_format_ok("%d/%m/%", false));
