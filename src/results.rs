@@ -42,6 +42,22 @@ struct Line {
     reference: String,
 }
 
+impl Line {
+    /// Every column after the row number, in the reports' order (the row is a number in XLSX).
+    fn after_row(&self) -> [&String; 8] {
+        [
+            &self.payee,
+            &self.account,
+            &self.amount,
+            &self.currency,
+            &self.status,
+            &self.code,
+            &self.explanation,
+            &self.reference,
+        ]
+    }
+}
+
 fn headers(lang: Language) -> [&'static str; 9] {
     match lang {
         Language::En => [
@@ -145,18 +161,9 @@ fn csv_bytes(lines: &[Line], summary: &[String], lang: Language) -> Vec<u8> {
     let _ = w.write_record(headers(lang));
     for l in lines {
         let _ = w.write_record(
-            [
-                &l.row,
-                &l.payee,
-                &l.account,
-                &l.amount,
-                &l.currency,
-                &l.status,
-                &l.code,
-                &l.explanation,
-                &l.reference,
-            ]
-            .map(|v| neutralize(v)),
+            std::iter::once(&l.row)
+                .chain(l.after_row())
+                .map(|v| neutralize(v)),
         );
     }
     let _ = w.write_record([""; 9]);
@@ -212,19 +219,7 @@ pub fn write(
         let r = i as u32 + 1;
         let row_no: f64 = l.row.parse().unwrap_or(0.0);
         ws.write_number(r, 0, row_no).map_err(xl)?;
-        for (c, v) in [
-            &l.payee,
-            &l.account,
-            &l.amount,
-            &l.currency,
-            &l.status,
-            &l.code,
-            &l.explanation,
-            &l.reference,
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (c, v) in l.after_row().iter().enumerate() {
             // Amounts stay text: exact, never a binary float in the report either.
             ws.write_string(r, c as u16 + 1, v.as_str()).map_err(xl)?;
         }

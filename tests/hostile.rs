@@ -108,6 +108,21 @@ fn convert(dir: &Path, file: &Path) -> Run {
     r
 }
 
+/// Validates `file` for the golden tests' payroll channel (the default 100 MiB file limit).
+fn validate(dir: &Path, file: &Path) -> Run {
+    paygate(
+        dir,
+        &[
+            "--config",
+            "tests/data/config.toml",
+            "validate",
+            file.to_str().unwrap(),
+            "--channel",
+            "payroll",
+        ],
+    )
+}
+
 fn inspect(dir: &Path, file: &Path) -> Run {
     paygate(dir, &["inspect", file.to_str().unwrap()])
 }
@@ -376,18 +391,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
         }
         w.write_all(b"\",6222020200112233445,100.00\n").unwrap();
     }
-    // (validated with the golden tests' payroll channel: the default 100 MiB file limit)
-    let r = paygate(
-        dir,
-        &[
-            "--config",
-            "tests/data/config.toml",
-            "validate",
-            f.to_str().unwrap(),
-            "--channel",
-            "payroll",
-        ],
-    );
+    let r = validate(dir, &f);
     refused(&r, &f, &[2], &["line 2", "MB long"]);
     std::fs::remove_file(&f).unwrap();
 
@@ -403,17 +407,7 @@ fn hostile_spreadsheets_and_csv_are_refused_clearly_in_bounded_memory() {
             w.write_all(chunk.as_bytes()).unwrap();
         }
     }
-    let r = paygate(
-        dir,
-        &[
-            "--config",
-            "tests/data/config.toml",
-            "validate",
-            f.to_str().unwrap(),
-            "--channel",
-            "payroll",
-        ],
-    );
+    let r = validate(dir, &f);
     refused(
         &r,
         &f,

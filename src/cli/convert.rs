@@ -59,13 +59,8 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
     // Refused by size before a byte is read (not even hashed).
     if let Ok(m) = std::fs::metadata(&args.file)
         && m.is_file()
-        && m.len() > ch.limits.max_file_bytes
+        && let Err(e) = crate::intake::check_size(&args.file, m.len(), ch)
     {
-        let e = crate::intake::IntakeError::TooLarge {
-            path: args.file.clone(),
-            size: m.len(),
-            limit: ch.limits.max_file_bytes,
-        };
         eprintln!("paygate: {e}");
         return Exit::Usage;
     }

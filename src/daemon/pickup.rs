@@ -175,14 +175,9 @@ pub async fn process_claimed(
         // A new file over the channel's size limit is refused before a byte of it is read
         // (not even hashed), and not recorded: a smaller file of the same name is taken as new.
         let size = std::fs::metadata(&claimed).map_err(io(&claimed))?.len();
-        if size > ch.limits.max_file_bytes {
+        if let Err(e) = crate::intake::check_size(Path::new(&name), size, ch) {
             let f = Folders::of(&cfg, ch);
-            let why = crate::intake::IntakeError::TooLarge {
-                path: name.clone().into(),
-                size,
-                limit: ch.limits.max_file_bytes,
-            }
-            .to_string();
+            let why = e.to_string();
             let note = format!(
                 "{why}\nNothing from this file was recorded or sent.\n\n{name}：文件大小 {size} 字节，超过通道上限 {} 字节（limits.max_file_bytes）；请拆分文件后重新放入 inbound/。\n",
                 ch.limits.max_file_bytes

@@ -64,29 +64,28 @@ impl<R: Read> Read for LineBreaks<R> {
         self.line_start = line_start;
         self.offset += n as u64;
         if self.offset - self.line_start > MAX_LINE_BYTES {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "line {} is over {} MB long; no payment file has such a line (is this a CSV file?)",
-                    self.lines + 1,
-                    MAX_LINE_BYTES / (1024 * 1024)
-                ),
-            ));
+            return Err(too_long(format!(
+                "line {} is over {} MB long; no payment file has such a line (is this a CSV file?)",
+                self.lines + 1,
+                MAX_LINE_BYTES / (1024 * 1024)
+            )));
         }
         let start = self.row.offset.load(std::sync::atomic::Ordering::Relaxed);
         // The parser buffers ahead of the row it is in: allow one buffer more.
         if self.offset.saturating_sub(start) > (MAX_ROW_BYTES + BUFFER_BYTES) as u64 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the row starting near line {} is over {} MB long; no payment file has such a row (is a quote left open?)",
-                    self.row.line.load(std::sync::atomic::Ordering::Relaxed) + 1,
-                    MAX_ROW_BYTES / (1024 * 1024)
-                ),
-            ));
+            return Err(too_long(format!(
+                "the row starting near line {} is over {} MB long; no payment file has such a row (is a quote left open?)",
+                self.row.line.load(std::sync::atomic::Ordering::Relaxed) + 1,
+                MAX_ROW_BYTES / (1024 * 1024)
+            )));
         }
         Ok(n)
     }
+}
+
+/// A line or row over its limit: `InvalidData`, which intake reports as a refusal.
+fn too_long(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
 /// The CSV parser's read buffer.
@@ -248,14 +247,11 @@ impl CsvRows {
             }
         }
         if self.record.as_slice().len() > MAX_ROW_BYTES {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "a row near line {} is over {} MB long; no payment file has such a row",
-                    self.lines_before + 1,
-                    MAX_ROW_BYTES / (1024 * 1024)
-                ),
-            ));
+            return Err(too_long(format!(
+                "a row near line {} is over {} MB long; no payment file has such a row",
+                self.lines_before + 1,
+                MAX_ROW_BYTES / (1024 * 1024)
+            )));
         }
         let start = self.record.position().map_or(0, |p| p.byte());
         {

@@ -182,6 +182,20 @@ impl Table {
     }
 }
 
+/// The channel's `limits.max_file_bytes`, on a file's size before a byte of it is read: by
+/// `open`, and by `convert` and the daemon before they hash the file.
+pub fn check_size(path: &Path, size: u64, channel: &Channel) -> Result<(), IntakeError> {
+    let limit = channel.limits.max_file_bytes;
+    if size > limit {
+        return Err(IntakeError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Opens `path` with the channel's settings, detecting the format from the content (not the
 /// file name): zip containers are .xlsx/.ods, OLE containers .xls, text is CSV.
 pub fn open(path: &Path, channel: &Channel) -> Result<Table, IntakeError> {
@@ -231,14 +245,7 @@ fn open_as(
             what: "it is a directory".into(),
         });
     }
-    let limit = channel.limits.max_file_bytes;
-    if meta.len() > limit {
-        return Err(IntakeError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            limit,
-        });
-    }
+    check_size(path, meta.len(), channel)?;
     let mut head = Vec::with_capacity(64 * 1024);
     (&mut file)
         .take(64 * 1024)
