@@ -132,3 +132,117 @@ pub fn write_xlsx(path: &Path, n: usize) {
     }
     wb.save(path).unwrap();
 }
+
+/// Beneficiaries of the supplier shape: plain SEPA names (Latin letters without accents,
+/// which the SEPA profile sends unchanged).
+const SUPPLIERS: &[&str] = &[
+    "Mueller Logistik GmbH",
+    "Societe Generale Fournitures SARL",
+    "Van Dijk Handelsonderneming B.V.",
+    "Distribuciones Garcia S.L.",
+    "Rossi Componenti S.p.A.",
+    "Nordic Timber AB",
+    "Kowalski Transport Sp. z o.o.",
+    "Dubois Emballages SAS",
+    "Schmidt Maschinenbau AG",
+    "OConnor Office Supplies Ltd",
+    "Janssen Techniek BV",
+    "Novak Elektro s.r.o.",
+];
+/// Names that need transliteration: `&` is sent as `+` under the SEPA profile (a warning).
+const SUPPLIERS_AMP: &[&str] = &[
+    "Weber & Soehne KG",
+    "Martin & Fils SARL",
+    "Smith & Partners LLP",
+    "Bakker & Co B.V.",
+];
+const BICS: &[(&str, &str)] = &[
+    ("DE", "COBADEFFXXX"),
+    ("FR", "BNPAFRPPXXX"),
+    ("NL", "RABONL2UXXX"),
+    ("ES", "BSCHESMMXXX"),
+    ("IT", "UNCRITMMXXX"),
+    ("DE", "DEUTDEFFXXX"),
+];
+
+/// An IBAN of `country` with a random BBAN of the country's length and correct check digits.
+fn iban(rng: &mut Rng, country: &str) -> String {
+    let len = match country {
+        "DE" => 18,
+        "FR" => 23,
+        "NL" => 14,
+        "ES" => 20,
+        _ => 23,
+    };
+    let bban: String = if country == "NL" {
+        "RABO"
+            .chars()
+            .chain((0..10).map(|_| (b'0' + (rng.next() % 10) as u8) as char))
+            .collect()
+    } else if country == "IT" {
+        std::iter::once('X')
+            .chain((0..22).map(|_| (b'0' + (rng.next() % 10) as u8) as char))
+            .collect()
+    } else {
+        (0..len)
+            .map(|_| (b'0' + (rng.next() % 10) as u8) as char)
+            .collect()
+    };
+    // ISO 13616: BBAN + country + "00", letters as 10..35, mod 97; check = 98 - rem.
+    let mut rem = 0u32;
+    for c in bban.chars().chain(country.chars()).chain("00".chars()) {
+        let v = c.to_digit(36).unwrap();
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    format!("{country}{:02}{bban}", 98 - rem)
+}
+
+/// Which rows of the supplier shape need transliteration.
+#[derive(Clone, Copy)]
+pub enum Warns {
+    /// About 17% of the rows (a `&` in the beneficiary).
+    Some,
+    /// Every row.
+    Every,
+}
+
+/// A supplier payment run as an ERP exports it: `;`-separated UTF-8, EUR to IBAN/BIC, a
+/// remittance line and an end-to-end id per row.
+pub fn write_supplier_csv(path: &Path, n: usize, warns: Warns) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    writeln!(
+        w,
+        "Vendor ID;Beneficiary;IBAN;BIC;Amount;Currency;Remittance Information;End to End ID"
+    )
+    .unwrap();
+    for i in 0..n {
+        let amp = match warns {
+            Warns::Every => true,
+            Warns::Some => rng.next() % 100 < 17,
+        };
+        let name = if amp {
+            SUPPLIERS_AMP[(rng.next() % SUPPLIERS_AMP.len() as u64) as usize]
+        } else {
+            SUPPLIERS[(rng.next() % SUPPLIERS.len() as u64) as usize]
+        };
+        let (country, bic) = BICS[(rng.next() % BICS.len() as u64) as usize];
+        let iban = iban(&mut rng, country);
+        let cents = 1_000 + rng.next() % 5_000_000;
+        writeln!(
+            w,
+            "V{:05};{name};{iban};{bic};{}.{:02};EUR;INV-2026-{:05} / PO {};SUP-20261130-{i:07}",
+            10_000 + rng.next() % 90_000,
+            cents / 100,
+            cents % 100,
+            rng.next() % 100_000,
+            1_000 + rng.next() % 9_000,
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
