@@ -154,6 +154,38 @@ pub fn neutralize(v: &str) -> String {
     }
 }
 
+/// Every finding of a file as CSV (UTF-8 with a BOM, for Excel), streamed from `findings`:
+/// the `NAME.errors.csv` beside a refused file and `paygate validate --findings FILE`.
+pub fn write_findings_csv(
+    w: &mut dyn std::io::Write,
+    findings: &crate::finding::Findings,
+    lang: Language,
+) -> std::io::Result<()> {
+    w.write_all(b"\xEF\xBB\xBF")?;
+    let mut w = csv::WriterBuilder::new().from_writer(w);
+    w.write_record(if lang == Language::Zh {
+        ["行", "列", "表头", "严重程度", "代码", "值", "问题"]
+    } else {
+        [
+            "row", "column", "header", "severity", "code", "value", "problem",
+        ]
+    })?;
+    for f in findings.iter() {
+        w.write_record([
+            f.row.map_or(String::new(), |r| r.to_string()),
+            f.column
+                .as_ref()
+                .map_or(String::new(), |c| c.letter.clone()),
+            neutralize(f.column.as_ref().map_or("", |c| c.name.as_str())),
+            f.severity.to_string(),
+            f.code.to_string(),
+            neutralize(f.value.as_deref().unwrap_or("")),
+            neutralize(&f.message),
+        ])?;
+    }
+    w.flush()
+}
+
 fn csv_bytes(lines: &[Line], summary: &[String], lang: Language) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)

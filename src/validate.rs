@@ -3,7 +3,7 @@
 //! payments; the clock comes in as `Rules::today`. Never stops at the first error.
 
 use crate::config::{AmountLimit, Config, DecimalSeparator, DomesticBankCode};
-use crate::finding::{ColumnRef, Finding, Severity};
+use crate::finding::{ColumnRef, Finding, Findings, Severity};
 use crate::intake::columns::{self, Field, Mapping};
 use crate::intake::{CellKind, IntakeError, RawRow, SourceFormat, Table};
 use crate::model::charset::{self, CharChange, Charset};
@@ -13,7 +13,7 @@ use crate::model::{
 };
 use chrono::{Datelike, NaiveDate, Weekday};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 
@@ -82,7 +82,7 @@ impl Rules {
 }
 
 /// The outcome of validating one file.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct Report {
     pub file: PathBuf,
     pub channel: String,
@@ -98,22 +98,17 @@ pub struct Report {
     pub payments: u64,
     /// Sum of the valid payments per currency.
     pub totals: BTreeMap<Currency, Decimal>,
-    pub findings: Vec<Finding>,
+    /// In row order; kept in bounded memory (see `Findings`).
+    pub findings: Findings,
 }
 
 impl Report {
-    pub fn errors(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count()
+    pub fn errors(&self) -> u64 {
+        self.findings.errors()
     }
 
-    pub fn warnings(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
-            .count()
+    pub fn warnings(&self) -> u64 {
+        self.findings.warnings()
     }
 }
 
@@ -125,6 +120,17 @@ pub fn validate_table(
     channel: &crate::config::Channel,
     mut sink: impl FnMut(Payment),
 ) -> Result<Report, IntakeError> {
+    validate_table_with(table, rules, channel, |p, _| sink(p))
+}
+
+/// `validate_table` whose sink may add findings of its own about the payment's row (a value the
+/// bank's layout cannot hold); they join the report's findings in row order.
+pub fn validate_table_with(
+    table: &mut Table,
+    rules: &Rules,
+    channel: &crate::config::Channel,
+    mut sink: impl FnMut(Payment, &mut Findings),
+) -> Result<Report, IntakeError> {
     let mut report = Report {
         file: table.path.clone(),
         channel: rules.channel.clone(),
@@ -135,7 +141,7 @@ pub fn validate_table(
         rows: 0,
         payments: 0,
         totals: BTreeMap::new(),
-        findings: vec![],
+        findings: Findings::new(),
     };
     // The header is searched among the first non-blank rows; they are kept to be processed after.
     let mut top = top_rows(table)?;
@@ -175,7 +181,7 @@ pub fn validate_table(
                             f.message.push_str(&hint);
                         }
                     }
-                    report.findings = findings;
+                    report.findings.extend(findings);
                     return Ok(report);
                 }
             }
@@ -199,7 +205,7 @@ pub fn validate_table(
     };
     for r in &top[header_idx + 1..] {
         if let Some(p) = v.row(r) {
-            sink(p);
+            sink(p, &mut v.findings);
         }
         if v.rows > max_rows {
             return Err(too_many(table));
@@ -208,7 +214,7 @@ pub fn validate_table(
     let mut row = RawRow::default();
     while table.next_row(&mut row)? {
         if let Some(p) = v.row(&row) {
-            sink(p);
+            sink(p, &mut v.findings);
         }
         if v.rows > max_rows {
             return Err(too_many(table));
@@ -295,12 +301,13 @@ const COUNT_LABELS: &[&str] = &[
 struct Validator<'a> {
     rules: &'a Rules,
     map: Mapping,
-    findings: Vec<Finding>,
-    /// First row of every (account, amount, reference) and every end-to-end id, by a 128-bit
-    /// hash of the key: 24 bytes a slot, the only state that grows with the row count.
-    seen_rows: HashMap<[u64; 2], u32>,
-    seen_ids: HashMap<[u64; 2], u32>,
-    hashers: (RandomState, RandomState),
+    findings: Findings,
+    /// The current row's findings, put in column order before they join `findings`.
+    row_findings: Vec<Finding>,
+    /// First row of every (account, amount, reference) and every end-to-end id: the only state
+    /// that grows with the row count (see `FirstSeen`).
+    seen_rows: FirstSeen,
+    seen_ids: FirstSeen,
     totals: BTreeMap<Currency, Decimal>,
     /// Sum of every parseable amount, for comparison with a declared total.
     all_amounts: Decimal,
@@ -320,10 +327,10 @@ impl<'a> Validator<'a> {
         Validator {
             rules,
             map,
-            findings: Vec::new(),
-            seen_rows: HashMap::new(),
-            seen_ids: HashMap::new(),
-            hashers: (RandomState::new(), RandomState::new()),
+            findings: Findings::new(),
+            row_findings: Vec::new(),
+            seen_rows: FirstSeen::default(),
+            seen_ids: FirstSeen::default(),
             totals: BTreeMap::new(),
             all_amounts: Decimal::ZERO,
             currencies_seen: Vec::new(),
@@ -333,11 +340,6 @@ impl<'a> Validator<'a> {
             address_not_sent: false,
             convention: None,
         }
-    }
-
-    /// Two independent 64-bit SipHashes: a false duplicate would need a 128-bit collision.
-    fn hash(&self, key: &impl std::hash::Hash) -> [u64; 2] {
-        [self.hashers.0.hash_one(key), self.hashers.1.hash_one(key)]
     }
 
     /// The cell of `field` in `row`, when the field is mapped and the cell is not blank.
@@ -397,10 +399,10 @@ impl<'a> Validator<'a> {
     fn is_totals_row(&self, row: &RawRow) -> bool {
         let first = row.cells.iter().find(|c| !c.is_blank());
         let name = self.cell(row, Field::Name).map(|(c, _)| c);
-        [first, name].into_iter().flatten().any(|c| {
-            let n = columns::normalize(&c.text);
-            TOTAL_LABELS.contains(&n.as_str())
-        })
+        [first, name]
+            .into_iter()
+            .flatten()
+            .any(|c| columns::normalizes_to_any(&c.text, TOTAL_LABELS))
     }
 
     fn row(&mut self, row: &RawRow) -> Option<Payment> {
@@ -421,8 +423,8 @@ impl<'a> Validator<'a> {
             return None;
         }
         self.rows += 1;
-        let mut out = std::mem::take(&mut self.findings);
-        let before = out.len();
+        let mut out = std::mem::take(&mut self.row_findings);
+        out.clear();
 
         for (idx, removed) in &row.invisible {
             let used = Field::ALL.iter().any(|&f| self.map.col(f) == Some(*idx));
@@ -469,8 +471,8 @@ impl<'a> Validator<'a> {
 
         if let (Some(acct), Some(m)) = (&account, &amount) {
             let reference = remittance.as_deref().unwrap_or("");
-            let key = self.hash(&(acct.as_str(), m.currency(), m.minor_units(), reference));
-            if let Some(first) = self.seen_rows.get(&key) {
+            let key = (acct.as_str(), m.currency(), m.minor_units(), reference);
+            if let Some(first) = self.seen_rows.first(&key, row.number) {
                 let f = Finding {
                     severity: self.rules.duplicate_rows,
                     ..Finding::error(
@@ -481,15 +483,12 @@ impl<'a> Validator<'a> {
                 .at(row.number)
                 .value(format!("rows {first} and {}", row.number));
                 out.push(f);
-            } else {
-                self.seen_rows.insert(key, row.number as u32);
             }
         }
-        let errors = out[before..]
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
-        self.findings = out;
+        let errors = out.iter().filter(|f| f.severity == Severity::Error).count();
+        out.sort_by(|a, b| column_order(a).cmp(&column_order(b)));
+        self.findings.extend(out.drain(..));
+        self.row_findings = out;
         if errors > 0 {
             return None;
         }
@@ -1214,11 +1213,8 @@ impl<'a> Validator<'a> {
                 raw,
             ));
         }
-        let key = self.hash(&raw);
-        if let Some(first) = self.seen_ids.get(&key) {
+        if let Some(first) = self.seen_ids.first(&raw, row.number) {
             out.push(self.at(Finding::error("end_to_end_id.duplicate", format!("this end-to-end id is already used in row {first}; each payment needs its own")), row, idx, raw));
-        } else {
-            self.seen_ids.insert(key, row.number as u32);
         }
         Some(raw.to_string())
     }
@@ -1280,7 +1276,7 @@ impl<'a> Validator<'a> {
     }
 
     fn finish(mut self, report: &mut Report) {
-        let mut findings = std::mem::take(&mut self.findings);
+        let mut findings = Vec::new();
         if self.rows == 0 {
             findings.push(
                 Finding::error(
@@ -1324,19 +1320,67 @@ impl<'a> Validator<'a> {
                 .value(value.clone()),
             );
         }
-        findings.sort_by_key(|f| {
-            (
-                f.row.unwrap_or(0),
-                f.column
-                    .as_ref()
-                    .map(|c| (c.letter.len(), c.letter.clone())),
-            )
+        findings.sort_by(|a, b| {
+            (a.row.unwrap_or(0), column_order(a)).cmp(&(b.row.unwrap_or(0), column_order(b)))
         });
-        report.findings.extend(findings);
+        self.findings.extend(findings);
+        report.findings = std::mem::take(&mut self.findings);
         report.rows = self.rows;
         report.payments = self.payments;
         report.totals = self.totals;
     }
+}
+
+/// The first row of each key, by a random-keyed 64-bit SipHash of the key: 12 bytes a slot
+/// (plus hashbrown's control byte), so a million distinct keys take about 27 MB. Two different
+/// keys are taken for the same one with a probability of about n²/2⁶⁵ per file (3 in 10⁸ at a
+/// million rows); such a false duplicate is a finding that names the other row, which a person
+/// can check, never a payment dropped or sent twice.
+///
+/// The table lives in the system allocator: when it doubles, the outgrown table (a large
+/// mapping there) goes back to the kernel at once instead of staying resident in the process
+/// allocator's arenas.
+struct FirstSeen {
+    table: hashbrown::HashTable<[u32; 3], allocator_api2::alloc::System>,
+    hasher: RandomState,
+}
+
+impl Default for FirstSeen {
+    fn default() -> FirstSeen {
+        FirstSeen {
+            table: hashbrown::HashTable::new_in(allocator_api2::alloc::System),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FirstSeen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FirstSeen({} keys)", self.table.len())
+    }
+}
+
+impl FirstSeen {
+    /// The first row that had `key`, or `None` after noting `row` as the first.
+    fn first(&mut self, key: &impl std::hash::Hash, row: u64) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        let (lo, hi) = (h as u32, (h >> 32) as u32);
+        let whole = |e: &[u32; 3]| u64::from(e[0]) | (u64::from(e[1]) << 32);
+        match self.table.entry(h, |e| e[0] == lo && e[1] == hi, whole) {
+            hashbrown::hash_table::Entry::Occupied(e) => Some(e.get()[2]),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert([lo, hi, u32::try_from(row).unwrap_or(u32::MAX)]);
+                None
+            }
+        }
+    }
+}
+
+/// Findings of one row: the row's own first, then by column as the spreadsheet orders them.
+fn column_order(f: &Finding) -> Option<(usize, &str)> {
+    f.column
+        .as_ref()
+        .map(|c| (c.letter.len(), c.letter.as_str()))
 }
 
 fn unreadable(c: &crate::intake::Cell) -> bool {

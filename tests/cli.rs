@@ -384,3 +384,145 @@ fn the_same_file_converts_to_the_same_msg_id() {
     let xml = String::from_utf8(a).unwrap();
     assert!(xml.contains("<MsgId>PG"), "{xml}");
 }
+
+/// A supplier file of `rows` rows made from the sample's EUR payees: every other beneficiary
+/// has a `&` (a transliteration warning each); `bad_iban_at`, if given, breaks one IBAN.
+fn many_rows(dir: &Path, rows: usize, bad_iban_at: Option<usize>) -> PathBuf {
+    let sample = std::fs::read_to_string(root().join("samples/supplier.csv")).unwrap();
+    let eur: Vec<Vec<&str>> = sample
+        .lines()
+        .skip(1)
+        .map(|l| l.split(';').collect::<Vec<_>>())
+        .filter(|f| f[5] == "EUR")
+        .collect();
+    let mut out = String::from(
+        "Vendor ID;Beneficiary;IBAN;BIC;Amount;Currency;Remittance Information;End to End ID\n",
+    );
+    for i in 0..rows {
+        let f = &eur[i % eur.len()];
+        let name = if i % 2 == 0 {
+            "Weber & Soehne KG"
+        } else {
+            "Plain Supplier GmbH"
+        };
+        let iban = if Some(i) == bad_iban_at {
+            "DE00700202702934883507"
+        } else {
+            f[2]
+        };
+        out.push_str(&format!(
+            "V{i};{name};{iban};{};{}.{:02};EUR;INV {i};E2E-{i}\n",
+            f[3],
+            10 + i,
+            i % 100
+        ));
+    }
+    let path = dir.join(format!("many-{rows}-{}.csv", bad_iban_at.is_some()));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn thousands_of_findings_stream_in_row_order_and_one_or_two_threads_write_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = many_rows(dir.path(), 6_000, None);
+    let run = |threads: &str, out: &str, findings: &str| {
+        let o = paygate(&[
+            "--config",
+            CFG,
+            "convert",
+            file.to_str().unwrap(),
+            "--channel",
+            "supplier",
+            "--as-of",
+            "2026-11-30",
+            "--created",
+            "2026-11-30T09:00:00+01:00",
+            "--threads",
+            threads,
+            "--findings",
+            dir.path().join(findings).to_str().unwrap(),
+            "-o",
+            dir.path().join(out).to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        text(&o)
+    };
+    let one = run("1", "one.xml", "one.csv");
+    let two = run("2", "two.xml", "two.csv");
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let xml = read("two.xml");
+    assert!(xml.len() > 6_000 * 300, "{} bytes", xml.len());
+    assert!(
+        read("one.xml") == xml,
+        "the bank file differs by thread count"
+    );
+    assert_eq!(read("one.csv"), read("two.csv"));
+    assert_eq!(
+        one.replace("one.csv", "X").replace("one.xml", "Y"),
+        two.replace("two.csv", "X").replace("two.xml", "Y")
+    );
+    // Every finding is in the CSV, in row order; the report shows 20 and says where the rest are.
+    let csv = String::from_utf8(read("two.csv")).unwrap();
+    let rows: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3_000);
+    assert_eq!(rows.first(), Some(&2));
+    assert_eq!(rows.last(), Some(&6_000));
+    assert!(rows.windows(2).all(|w| w[0] < w[1]), "not in row order");
+    assert!(
+        two.contains("… 2,980 more name.transliterated warnings not shown (3,000 in all)"),
+        "{two}"
+    );
+    assert!(two.contains("every finding is in"), "{two}");
+    assert_eq!(two.matches("name.transliterated").count(), 21, "{two}");
+}
+
+#[test]
+fn json_streams_every_finding_and_an_error_after_thousands_of_warnings_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = many_rows(dir.path(), 6_000, Some(5_000));
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        file.to_str().unwrap(),
+        "--channel",
+        "supplier",
+        "--as-of",
+        "2026-11-30",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["errors"], 1);
+    assert_eq!(v["warnings"], 3_000);
+    let findings = v["report"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 3_001);
+    let rows: Vec<u64> = findings
+        .iter()
+        .map(|f| f["row"].as_u64().unwrap())
+        .collect();
+    assert!(rows.windows(2).all(|w| w[0] <= w[1]), "not in row order");
+    let bad = findings.iter().find(|f| f["severity"] == "error").unwrap();
+    assert_eq!(bad["row"], 5_002);
+    assert_eq!(bad["column"]["letter"], "C");
+    // The terminal report shows the error among the first of its kind.
+    let o = paygate(&[
+        "--config",
+        CFG,
+        "validate",
+        file.to_str().unwrap(),
+        "--channel",
+        "supplier",
+        "--as-of",
+        "2026-11-30",
+    ]);
+    let out = text(&o);
+    assert!(out.contains("5002"), "{out}");
+    assert!(out.contains("add --findings FILE.csv (or --json)"), "{out}");
+    assert!(out.contains("6000 rows, 5999 valid payments"), "{out}");
+}

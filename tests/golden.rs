@@ -84,7 +84,7 @@ fn render(r: &Report, payments: &[paygate::model::Payment]) -> String {
         r.warnings()
     )
     .unwrap();
-    for f in &r.findings {
+    for f in r.findings.iter() {
         writeln!(s, "{f}").unwrap();
     }
     for p in payments {

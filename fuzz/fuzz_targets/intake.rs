@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut table) = paygate::intake::open(&path, channel) {
         if let Ok(report) = validate_table(&mut table, &rules, channel, |_| payments += 1) {
             assert_eq!(report.payments, payments, "the report counts what the sink got");
-            for f in &report.findings {
+            for f in report.findings.iter() {
                 // Every finding reads as a sentence for the person who dropped the file.
                 assert!(!f.message.is_empty(), "{f:?}");
             }

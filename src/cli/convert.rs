@@ -1,9 +1,8 @@
 //! `paygate convert FILE`: intake + validation + rendering as a dry run. Writes the bank file
 //! (or to stdout) only when the input has no errors; nothing is stored or sent.
 
-use super::validate::{pick_channel, render as render_report};
+use super::validate::{pick_channel, render as render_report, write_findings};
 use super::{Exit, load_config};
-use crate::finding::Finding;
 use crate::render::{self, BatchHeader, RenderError};
 use crate::validate::{Rules, validate_table};
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -33,6 +32,13 @@ pub struct Args {
     /// Creation time written into the file, RFC 3339 [default: now]
     #[arg(long, value_name = "TIME")]
     created: Option<DateTime<FixedOffset>>,
+    /// Also write every finding to this CSV file (the report shows the first few of each kind)
+    #[arg(long, value_name = "CSV")]
+    findings: Option<PathBuf>,
+    /// 2: render on a thread of its own while the file is read and validated; 1: all on one
+    /// thread. The output is the same byte for byte.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    threads: u8,
 }
 
 pub fn run(args: Args, config_path: &Path) -> Exit {
@@ -94,7 +100,7 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         eprintln!("paygate: channel `{channel}` is not usable; run `paygate check-config`");
         return Exit::Config;
     };
-    let mut file = match render::open(&format, &cfg.templates_dir(), header) {
+    let file = match render::open(&format, &cfg.templates_dir(), header) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("paygate: {e}");
@@ -104,24 +110,10 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
             };
         }
     };
-    let mut layout_findings: Vec<Finding> = Vec::new();
-    let mut io_error: Option<std::io::Error> = None;
-    let result = crate::intake::open(&args.file, ch).and_then(|mut table| {
-        validate_table(&mut table, &rules, ch, |p| {
-            let e2e = p
-                .end_to_end_id
-                .clone()
-                .unwrap_or_else(|| render::generated_end_to_end_id(&msg_id, p.row));
-            if let Err(e) = file.add(&p, &e2e) {
-                match e.into_finding() {
-                    Ok(f) => layout_findings.push(f),
-                    Err(e) => {
-                        io_error.get_or_insert(e);
-                    }
-                }
-            }
-        })
-    });
+    let mut renderer = render::Renderer::start(file, &msg_id, None, args.threads.into());
+    let result = crate::intake::open(&args.file, ch)
+        .and_then(|mut table| validate_table(&mut table, &rules, ch, |p| renderer.add(p)));
+    let rendering = renderer.finish();
     let mut report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -129,12 +121,18 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
             return Exit::Usage;
         }
     };
-    if let Some(e) = io_error {
+    if let Some(e) = rendering.io_error {
         eprintln!("paygate: while rendering: {e}");
         return Exit::Usage;
     }
-    report.findings.extend(layout_findings);
-    report.findings.sort_by_key(|f| f.row.unwrap_or(0));
+    report.findings.absorb(rendering.findings);
+    let file = rendering.file;
+    if let Some(path) = &args.findings
+        && let Err(e) = write_findings(path, &report, ch)
+    {
+        eprintln!("paygate: {e}");
+        return Exit::Usage;
+    }
     let to_stdout = args.output.is_none();
     let show = |s: &str| {
         if to_stdout {
@@ -144,7 +142,7 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         }
     };
     if report.errors() > 0 || !report.findings.is_empty() {
-        show(&render_report(&report, &ch.bank));
+        show(&render_report(&report, &ch.bank, args.findings.as_deref()));
     }
     if report.errors() > 0 {
         show("nothing written: fix the errors above and convert again\n");

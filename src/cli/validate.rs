@@ -1,7 +1,7 @@
 //! `paygate validate FILE`: intake + validation as a dry run, with a readable report.
 
 use super::{Exit, load_config};
-use crate::finding::Severity;
+use crate::finding::{SAMPLE_PER_CODE, Severity};
 use crate::validate::{Report, Rules, validate_table};
 use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,31 @@ pub struct Args {
     /// Validate as if today were DATE (YYYY-MM-DD), e.g. to reproduce an earlier report
     #[arg(long, value_name = "DATE")]
     as_of: Option<NaiveDate>,
+    /// Also write every finding to this CSV file (the report shows the first few of each kind)
+    #[arg(long, value_name = "CSV")]
+    findings: Option<PathBuf>,
+}
+
+/// `--json`: the report with every finding, streamed to the writer.
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    report: &'a Report,
+    errors: u64,
+    warnings: u64,
+}
+
+/// Writes every finding of `report` to `path` as CSV, in the channel's report language.
+pub(crate) fn write_findings(
+    path: &Path,
+    report: &Report,
+    ch: &crate::config::Channel,
+) -> Result<(), String> {
+    crate::durable::write(path, |w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        crate::results::write_findings_csv(&mut w, &report.findings, ch.report_language)?;
+        std::io::Write::flush(&mut w)
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn run(args: Args, config_path: &Path) -> Exit {
@@ -50,15 +75,30 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
             return Exit::Usage;
         }
     };
+    if let Some(path) = &args.findings
+        && let Err(e) = write_findings(path, &report, ch)
+    {
+        eprintln!("paygate: {e}");
+        return Exit::Usage;
+    }
     if args.json {
-        let out = serde_json::json!({
-            "report": report,
-            "errors": report.errors(),
-            "warnings": report.warnings(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        let out = JsonReport {
+            report: &report,
+            errors: report.errors(),
+            warnings: report.warnings(),
+        };
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let written = serde_json::to_writer_pretty(&mut w, &out)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
+            .and_then(|()| std::io::Write::flush(&mut w));
+        if let Err(e) = written {
+            eprintln!("paygate: writing the report: {e}");
+            return Exit::Usage;
+        }
     } else {
-        print!("{}", render(&report, &cfg.channels[&channel].bank));
+        print!("{}", render(&report, &ch.bank, args.findings.as_deref()));
     }
     if report.errors() > 0 {
         Exit::InputErrors
@@ -124,8 +164,9 @@ fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
 }
 
-/// The human report: where each problem is, what was found, what to do; then a summary line.
-pub(crate) fn render(r: &Report, bank: &str) -> String {
+/// The human report: where each problem is, what was found, what to do (the first
+/// `SAMPLE_PER_CODE` of each kind, then how many more and where they are); a summary line.
+pub(crate) fn render(r: &Report, bank: &str, all_in: Option<&Path>) -> String {
     use crate::intake::SourceFormat;
     let mut out = String::new();
     let fmt = match &r.format {
@@ -162,9 +203,9 @@ pub(crate) fn render(r: &Report, bank: &str) -> String {
             .collect();
         out.push_str(&format!("  not used: {}\n", ign.join(", ")));
     }
-    if !r.findings.is_empty() {
-        let rows: Vec<[String; 5]> = r
-            .findings
+    let shown = r.findings.sample();
+    if !shown.is_empty() {
+        let rows: Vec<[String; 5]> = shown
             .iter()
             .map(|f| {
                 [
@@ -203,11 +244,42 @@ pub(crate) fn render(r: &Report, bank: &str) -> String {
             )
         };
         out.push_str(&line(heads, "PROBLEM"));
-        for (row, f) in rows.iter().zip(&r.findings) {
+        for (row, f) in rows.iter().zip(&shown) {
             out.push_str(&line(
                 [&row[0], &row[1], &row[2], &row[3], &row[4]],
                 &f.message,
             ));
+        }
+        let more: Vec<String> = r
+            .findings
+            .counts()
+            .iter()
+            .filter(|c| c.count > SAMPLE_PER_CODE as u64)
+            .map(|c| {
+                format!(
+                    "  … {} more {} {}{} not shown ({} in all)\n",
+                    group_int(c.count - SAMPLE_PER_CODE as u64),
+                    c.code,
+                    c.severity,
+                    if c.count - SAMPLE_PER_CODE as u64 == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    group_int(c.count)
+                )
+            })
+            .collect();
+        if !more.is_empty() {
+            out.push('\n');
+            out.extend(more);
+            out.push_str(&match all_in {
+                Some(p) => format!("  every finding is in {}\n", p.display()),
+                None => format!(
+                    "  every finding: add --findings FILE.csv (or --json) to `paygate validate {}`\n",
+                    r.file.display()
+                ),
+            });
         }
         out.push('\n');
     }
@@ -232,6 +304,10 @@ pub(crate) fn render(r: &Report, bank: &str) -> String {
         if r.warnings() == 1 { "" } else { "s" },
     ));
     out
+}
+
+fn group_int(n: u64) -> String {
+    group(rust_decimal::Decimal::from(n))
 }
 
 /// `1234567.5` -> `1,234,567.50` (the value keeps its scale).

@@ -10,7 +10,7 @@ use super::Ctx;
 use super::folders::{self, Folders};
 use crate::approval::{self, Decision, HardLimits, Role};
 use crate::config::{Channel, Config};
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, Findings, Severity};
 use crate::model::{BatchState, Payment};
 use crate::render::{self, BatchHeader, RenderError};
 use crate::store::{BatchRow, Claim, FileRecord, IntakeQuery};
@@ -238,13 +238,10 @@ pub async fn process_claimed(
 /// What reading a file (validation and rendering) gave.
 pub struct Validated {
     pub payments: u64,
-    pub findings: Vec<Finding>,
-    pub errors: usize,
+    pub findings: Findings,
+    pub errors: u64,
     pub rows: u64,
 }
-
-/// Payments travel from the reading thread to the store in chunks of this many.
-const CHUNK: usize = 5_000;
 
 /// Reads a batch's file: validation and rendering on a blocking thread, the valid payments
 /// streamed into the store meanwhile (`store = true`; the two cores work at once and memory
@@ -290,7 +287,7 @@ async fn read_into_batch(
     if store {
         let next = ctx
             .store
-            .finish_validation(row.id, v.payments, v.errors, Utc::now())
+            .finish_validation(row.id, v.payments, v.errors as usize, Utc::now())
             .await?;
         tracing::info!(
             batch = row.id,
@@ -300,7 +297,7 @@ async fn read_into_batch(
             row.id,
             v.payments,
             v.errors,
-            v.findings.len() - v.errors
+            v.findings.warnings()
         );
         super::crash_point("validated");
     }
@@ -333,60 +330,34 @@ fn validate_sync(
         .format
         .clone()
         .unwrap_or_else(|| "pain.001.001.09".into());
-    let mut file = render::open(&format, &cfg.templates_dir(), header)
+    let file = render::open(&format, &cfg.templates_dir(), header)
         .map_err(|e| PickupError::Setup(e.to_string()))?;
-    let mut chunk: Vec<Payment> = Vec::new();
-    let mut count = 0u64;
-    let mut layout: Vec<Finding> = Vec::new();
-    let mut io_error = None;
-    let send = |chunk: &mut Vec<Payment>| {
-        if let Some(s) = &sink
-            && !chunk.is_empty()
-        {
-            // A closed channel means the store failed; the caller reports that.
-            let _ = s.blocking_send(std::mem::take(chunk));
-        }
-        chunk.clear();
-    };
-    let result = crate::intake::open(path, ch).and_then(|mut table| {
-        validate_table(&mut table, &rules, ch, |p| {
-            let e2e = p
-                .end_to_end_id
-                .clone()
-                .unwrap_or_else(|| render::generated_end_to_end_id(&msg_id, p.row));
-            if let Err(e) = file.add(&p, &e2e) {
-                match e.into_finding() {
-                    Ok(f) => layout.push(f),
-                    Err(e) => {
-                        io_error.get_or_insert(e);
-                    }
-                }
-            }
-            count += 1;
-            if sink.is_some() {
-                chunk.push(p);
-                if chunk.len() >= CHUNK {
-                    send(&mut chunk);
-                }
-            }
-        })
+    // Rendered payments go on to the store in chunks (a closed channel means the store
+    // failed; the caller reports that).
+    let forward = sink.map(|s| {
+        Box::new(move |chunk: Vec<Payment>| {
+            let _ = s.blocking_send(chunk);
+        }) as render::Forward
     });
-    send(&mut chunk);
-    drop(sink);
+    let mut renderer = render::Renderer::start(file, &msg_id, forward, 2);
+    let result = crate::intake::open(path, ch)
+        .and_then(|mut table| validate_table(&mut table, &rules, ch, |p| renderer.add(p)));
+    let rendering = renderer.finish();
     let (mut findings, rows) = match result {
         Ok(r) => (r.findings, r.rows),
         // The whole file is unreadable: one finding says why.
-        Err(e) => (vec![Finding::error("file.unreadable", e.to_string())], 0),
+        Err(e) => {
+            let mut one = Findings::new();
+            one.push(Finding::error("file.unreadable", e.to_string()));
+            (one, 0)
+        }
     };
-    if let Some(e) = io_error {
+    if let Some(e) = rendering.io_error {
         return Err(PickupError::Io(cfg.data_dir().join("outbox"), e));
     }
-    findings.extend(layout);
-    findings.sort_by_key(|f| f.row.unwrap_or(0));
-    let mut errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
+    findings.absorb(rendering.findings);
+    let (file, count) = (rendering.file, rendering.count);
+    let mut errors = findings.errors();
     if errors == 0 && count == 0 {
         findings.push(Finding::error(
             "file.no_payments",
@@ -732,31 +703,13 @@ fn write_rejection(
     ch: &Channel,
     v: &Validated,
 ) -> std::io::Result<()> {
-    let mut w = csv::WriterBuilder::new().from_writer(vec![0xEF, 0xBB, 0xBF]);
     let zh = ch.report_language == crate::bank::reasons::Language::Zh;
-    w.write_record(if zh {
-        ["行", "列", "表头", "严重程度", "代码", "值", "问题"]
-    } else {
-        [
-            "row", "column", "header", "severity", "code", "value", "problem",
-        ]
+    crate::durable::write(&dir.join(format!("{to_name}.errors.csv")), |w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        crate::results::write_findings_csv(&mut w, &v.findings, ch.report_language)?;
+        std::io::Write::flush(&mut w)
     })?;
-    for f in &v.findings {
-        w.write_record([
-            f.row.map_or(String::new(), |r| r.to_string()),
-            f.column
-                .as_ref()
-                .map_or(String::new(), |c| c.letter.clone()),
-            neutralize(f.column.as_ref().map_or("", |c| c.name.as_str())),
-            f.severity.to_string(),
-            f.code.to_string(),
-            neutralize(f.value.as_deref().unwrap_or("")),
-            neutralize(&f.message),
-        ])?;
-    }
-    let bytes = w.into_inner().map_err(|e| e.into_error())?;
-    crate::durable::write_bytes(&dir.join(format!("{to_name}.errors.csv")), &bytes)?;
-    let warnings = v.findings.len() - v.errors;
+    let warnings = v.findings.warnings();
     let mut text = if zh {
         format!(
             "{name}：未处理——{} 个错误，{warnings} 个警告（批次 {batch}，通道 {channel}）。\n\
@@ -777,6 +730,7 @@ fn write_rejection(
         .filter(|f| f.severity == Severity::Error)
         .take(SHOWN)
     {
+        let f = &f;
         let mut line = String::new();
         if let Some(r) = f.row {
             line.push_str(&if zh {
@@ -798,10 +752,10 @@ fn write_rejection(
         text.push_str(&line);
         text.push('\n');
     }
-    if v.errors > SHOWN {
+    if v.errors > SHOWN as u64 {
         text.push_str(&format!(
             "… {} more in {to_name}.errors.csv\n",
-            v.errors - SHOWN
+            v.errors - SHOWN as u64
         ));
     }
     write_text(&dir.join(format!("{to_name}.errors.txt")), &text)

@@ -123,18 +123,40 @@ impl Field {
 /// Lower case, without spaces, punctuation or a parenthesised unit: `Net Pay (CNY)` -> `netpay`,
 /// `实发金额（元）` -> `实发金额`, `End-to-End ID` -> `endtoendid`.
 pub fn normalize(header: &str) -> String {
-    let mut out = String::with_capacity(header.len());
+    normalized(header).collect()
+}
+
+/// The characters of `normalize(header)`, without building the string.
+fn normalized(header: &str) -> impl Iterator<Item = char> + '_ {
     let mut depth = 0u32;
-    for c in header.trim().trim_start_matches('\u{feff}').chars() {
-        match c {
-            '(' | '（' | '[' | '【' => depth += 1,
-            ')' | '）' | ']' | '】' => depth = depth.saturating_sub(1),
-            _ if depth > 0 => {}
-            c if c.is_whitespace() || "_-.*:：#/\\'\"".contains(c) => {}
-            c => out.extend(c.to_lowercase()),
-        }
-    }
-    out
+    header
+        .trim()
+        .trim_start_matches('\u{feff}')
+        .chars()
+        .filter(move |&c| match c {
+            '(' | '（' | '[' | '【' => {
+                depth += 1;
+                false
+            }
+            ')' | '）' | ']' | '】' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ if depth > 0 => false,
+            c => !(c.is_whitespace() || "_-.*:：#/\\'\"".contains(c)),
+        })
+        .flat_map(char::to_lowercase)
+}
+
+/// Whether `normalize(text)` is one of `labels` (already normalized); stops at the first
+/// character that differs, so a cell of ordinary text costs a character or two.
+pub fn normalizes_to_any(text: &str, labels: &[&str]) -> bool {
+    let Some(first) = normalized(text).next() else {
+        return labels.contains(&"");
+    };
+    labels
+        .iter()
+        .any(|l| l.starts_with(first) && l.chars().eq(normalized(text)))
 }
 
 /// Which spreadsheet column holds each field.

@@ -107,7 +107,13 @@ SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN
 UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
 
 pub fn is_country(code: &str) -> bool {
-    code.len() == 2 && COUNTRIES.split_ascii_whitespace().any(|c| c == code)
+    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let countries = SORTED.get_or_init(|| {
+        let mut v: Vec<&str> = COUNTRIES.split_ascii_whitespace().collect();
+        v.sort_unstable();
+        v
+    });
+    code.len() == 2 && countries.binary_search(&code).is_ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,6 +152,13 @@ pub enum AccountProblem {
 /// and folds full-width forms (`６２２２`, typed with a Chinese or Japanese input method) to ASCII,
 /// so that one account is always stored, and compared, the same way.
 fn compact(raw: &str, drop_hyphens: bool) -> String {
+    // The usual case, plain ASCII with nothing to drop, in one allocation.
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !(drop_hyphens && b == b'-'))
+    {
+        return raw.to_ascii_uppercase();
+    }
     raw.chars()
         .map(|c| match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),

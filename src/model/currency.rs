@@ -80,7 +80,16 @@ impl FromStr for Currency {
                 b[1].to_ascii_uppercase(),
                 b[2].to_ascii_uppercase(),
             ];
-            if CODES.split_ascii_whitespace().any(|c| c.as_bytes() == up) {
+            static SORTED: std::sync::OnceLock<Vec<[u8; 3]>> = std::sync::OnceLock::new();
+            let codes = SORTED.get_or_init(|| {
+                let mut v: Vec<[u8; 3]> = CODES
+                    .split_ascii_whitespace()
+                    .filter_map(|c| c.as_bytes().try_into().ok())
+                    .collect();
+                v.sort_unstable();
+                v
+            });
+            if codes.binary_search(&up).is_ok() {
                 return Ok(Currency(up));
             }
         }

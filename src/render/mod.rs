@@ -151,7 +151,7 @@ pub struct Summary {
 }
 
 /// A bank file being written.
-pub trait BankFile {
+pub trait BankFile: Send {
     fn add(&mut self, p: &Payment, end_to_end_id: &str) -> Result<(), RenderError>;
     /// Writes the whole file to `out`.
     fn finish(self: Box<Self>, out: &mut dyn Write) -> Result<Summary, RenderError>;
@@ -269,6 +269,147 @@ impl Write for Counting<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Payments cross to the rendering thread in chunks of this many.
+const RENDER_CHUNK: usize = 1024;
+
+/// What rendering does with each chunk of payments once they are rendered (the daemon stores
+/// them).
+pub type Forward = Box<dyn FnMut(Vec<Payment>) + Send>;
+
+/// Renders payments as validation yields them: on a thread of its own (`threads = 2`: the
+/// reading and validating thread and this one keep both cores at work) or on the caller's
+/// (`threads = 1`). Either way each payment is added in the order it came, so the bank file
+/// and the findings are the same byte for byte. A value the layout cannot take becomes a
+/// finding at its row; the first I/O error is kept.
+pub struct Renderer {
+    chunk: Vec<Payment>,
+    how: How,
+}
+
+enum How {
+    Inline(Box<Rendering>),
+    Thread {
+        tx: std::sync::mpsc::SyncSender<Vec<Payment>>,
+        handle: std::thread::JoinHandle<Rendering>,
+    },
+}
+
+/// The state of a rendering, and its outcome once `Renderer::finish` returns it.
+pub struct Rendering {
+    pub file: Box<dyn BankFile>,
+    /// Values the layout could not take, in row order.
+    pub findings: crate::finding::Findings,
+    pub io_error: Option<io::Error>,
+    /// Payments rendered.
+    pub count: u64,
+    msg_id: String,
+    forward: Option<Forward>,
+}
+
+impl Rendering {
+    fn add(&mut self, chunk: Vec<Payment>) {
+        for p in &chunk {
+            let generated;
+            let e2e = match &p.end_to_end_id {
+                Some(id) => id.as_str(),
+                None => {
+                    generated = generated_end_to_end_id(&self.msg_id, p.row);
+                    &generated
+                }
+            };
+            if let Err(e) = self.file.add(p, e2e) {
+                match e.into_finding() {
+                    Ok(f) => self.findings.push(f),
+                    Err(e) => {
+                        self.io_error.get_or_insert(e);
+                    }
+                }
+            }
+            self.count += 1;
+        }
+        if let Some(f) = &mut self.forward {
+            f(chunk);
+        }
+    }
+}
+
+impl Renderer {
+    /// Starts rendering into `file`; payments without an end-to-end id get one generated from
+    /// `msg_id` and their row.
+    pub fn start(
+        file: Box<dyn BankFile>,
+        msg_id: &str,
+        forward: Option<Forward>,
+        threads: usize,
+    ) -> Renderer {
+        let mut state = Box::new(Rendering {
+            file,
+            findings: crate::finding::Findings::new(),
+            io_error: None,
+            count: 0,
+            msg_id: msg_id.to_string(),
+            forward,
+        });
+        let how = if threads >= 2 {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Payment>>(4);
+            let handle = std::thread::Builder::new()
+                .name("paygate-render".into())
+                .spawn(move || {
+                    for chunk in rx {
+                        state.add(chunk);
+                    }
+                    *state
+                })
+                .expect("spawning the rendering thread");
+            How::Thread { tx, handle }
+        } else {
+            How::Inline(state)
+        };
+        Renderer {
+            chunk: Vec::with_capacity(RENDER_CHUNK),
+            how,
+        }
+    }
+
+    pub fn add(&mut self, p: Payment) {
+        self.chunk.push(p);
+        if self.chunk.len() >= RENDER_CHUNK {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(RENDER_CHUNK));
+        match &mut self.how {
+            How::Inline(state) => state.add(chunk),
+            // A closed channel means the thread panicked; `finish` passes the panic on.
+            How::Thread { tx, .. } => {
+                let _ = tx.send(chunk);
+            }
+        }
+    }
+
+    /// Renders what is left and returns the rendering, ready for `file.finish`; the forward
+    /// is dropped (whoever receives the chunks sees the end).
+    pub fn finish(mut self) -> Rendering {
+        if !self.chunk.is_empty() {
+            self.send();
+        }
+        let mut state = match self.how {
+            How::Inline(state) => *state,
+            How::Thread { tx, handle } => {
+                drop(tx);
+                match handle.join() {
+                    Ok(state) => state,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        };
+        state.forward = None;
+        state
     }
 }
 
