@@ -126,9 +126,18 @@ pub fn send(
     bank: &str,
     sealed: &Path,
     remote_name: &str,
+    recorded_sha256: Option<&str>,
 ) -> Result<(PutOutcome, String, u64), DeliveryError> {
     let t = transport_of(cfg, bank)?.clone();
-    let (sha, size) = sha256_file(sealed).map_err(io(sealed))?;
+    // The SHA-256 recorded at sealing names the upload and is checked as the bytes are sent;
+    // without one (an admin's `paygate send FILE`) the file is hashed first.
+    let (sha, size) = match recorded_sha256 {
+        Some(sha) => (
+            sha.to_ascii_lowercase(),
+            std::fs::metadata(sealed).map_err(io(sealed))?.len(),
+        ),
+        None => sha256_file(sealed).map_err(io(sealed))?,
+    };
     let complete = std::cell::Cell::new(false);
     let outcome = transport::with_retries(
         t.attempts,
@@ -136,7 +145,7 @@ pub fn send(
         &format!("upload {remote_name} to bank `{bank}`"),
         |_| {
             let mut link = connect_once(cfg, bank)?;
-            match link.put(sealed, remote_name, &sha[..12], !complete.get()) {
+            match link.put(sealed, remote_name, &sha, !complete.get()) {
                 Err(e @ TransportError::Interrupted { .. }) => {
                     complete.set(true);
                     Err(e)

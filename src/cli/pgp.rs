@@ -4,6 +4,7 @@
 use super::{Exit, load_config};
 use crate::delivery::{self, DeliveryError};
 use crate::seal::SealError;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -30,6 +31,23 @@ pub(crate) fn exit_for(e: &DeliveryError) -> Exit {
         },
         DeliveryError::Io(..) => Exit::Usage,
         _ => Exit::Usage,
+    }
+}
+
+/// Writes through to `inner`, hashing what it writes.
+struct HashingWriter<'a> {
+    inner: &'a mut std::fs::File,
+    hasher: Sha256,
+}
+
+impl std::io::Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -75,15 +93,24 @@ pub fn seal(args: Args, config_path: &Path) -> Exit {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let result = (|| -> Result<String, DeliveryError> {
+    let result = (|| -> Result<(String, String), DeliveryError> {
         let (kr, mut input) = keyring_and_input(&cfg, &args)?;
-        write_out(&args.output, |out| kr.seal(&mut input, out))?;
-        Ok(kr.company_fingerprint().to_hex())
+        let mut sha = String::new();
+        write_out(&args.output, |out| {
+            let mut hashed = HashingWriter {
+                inner: out,
+                hasher: Sha256::new(),
+            };
+            kr.seal(&mut input, &mut hashed)?;
+            sha = hex::encode(hashed.hasher.finalize());
+            Ok(())
+        })?;
+        Ok((kr.company_fingerprint().to_hex(), sha))
     })();
     match result {
-        Ok(fp) => {
+        Ok((fp, sha)) => {
             println!(
-                "sealed {} for bank {}: signed by {fp} → {}",
+                "sealed {} for bank {}: signed by {fp} → {} (SHA-256 {sha}; `paygate send --sha256 {sha}` checks it as it sends)",
                 args.file.display(),
                 args.bank,
                 args.output.display()

@@ -19,6 +19,19 @@ pub struct SendArgs {
     /// Remote file name [default: the file's name]
     #[arg(long = "as", value_name = "NAME")]
     remote_name: Option<String>,
+    /// The SHA-256 the file must have (as `paygate seal` printed it): the bytes are checked
+    /// as they are sent and the upload is committed only if they match [default: hash the
+    /// file first]
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    sha256: Option<String>,
+}
+
+fn parse_sha256(s: &str) -> Result<String, String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err("a SHA-256 is 64 hexadecimal digits".into())
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,7 +90,10 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
             Err(e) => return e,
         };
         let (c, b, f, n) = (cfg.clone(), args.bank.clone(), args.file.clone(), name.clone());
-        let result = tokio::task::spawn_blocking(move || delivery::send(&c, &b, &f, &n)).await;
+        let sha = args.sha256.clone();
+        let result =
+            tokio::task::spawn_blocking(move || delivery::send(&c, &b, &f, &n, sha.as_deref()))
+                .await;
         let result = match result {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -220,19 +220,21 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate stopped: sending the same sealed file as {name} again", row.id);
     }
     super::crash_point("upload-started");
-    let (c, b, p, n) = (
+    let (c, b, p, n, h) = (
         cfg.clone(),
         row.bank.clone(),
         PathBuf::from(path),
         name.clone(),
+        sha.clone(),
     );
-    let sent = blocking(move || crate::delivery::send(&c, &b, &p, &n)).await;
+    // The bytes are checked against the SHA-256 recorded at sealing as they are sent; the
+    // upload is committed (renamed) only if they match.
+    let sent = blocking(move || crate::delivery::send(&c, &b, &p, &n, Some(&h))).await;
     super::crash_point("uploaded");
     match sent {
         Ok((outcome, got_sha, size)) => {
             if &got_sha != sha {
-                // Never reached unless the archive was tampered with: what was sent is not what
-                // was sealed. Stop here for a person to look.
+                // Unreachable while `send` checks the recorded SHA-256; kept as the last word.
                 return Err(StepError::Setup(format!(
                     "batch {}: the archived sealed file {path} changed since it was sealed (SHA-256 {got_sha}, recorded {sha})",
                     row.id

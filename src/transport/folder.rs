@@ -51,13 +51,14 @@ impl Link for FolderLink {
         &mut self,
         local: &Path,
         name: &str,
-        content_id: &str,
+        sha256: &str,
         allow_fresh: bool,
     ) -> Result<PutOutcome, TransportError> {
         let size = std::fs::metadata(local).map_err(|e| err(local, e))?.len();
         let final_path = self.upload_dir.join(name);
         if let Ok(m) = std::fs::metadata(&final_path) {
             return if m.len() == size {
+                super::verify_file(local, sha256)?;
                 Ok(PutOutcome::AlreadyThere { bytes: size })
             } else {
                 Err(TransportError::Conflict(
@@ -66,7 +67,9 @@ impl Link for FolderLink {
                 ))
             };
         }
-        let part = self.upload_dir.join(super::part_name(name, content_id));
+        let part = self
+            .upload_dir
+            .join(super::part_name(name, super::content_id(sha256)));
         let target = if self.use_temp_name {
             &part
         } else {
@@ -80,8 +83,9 @@ impl Link for FolderLink {
             ));
         }
         let offset = existing.filter(|o| *o <= size).unwrap_or(0);
-        let mut src = std::fs::File::open(local).map_err(|e| err(local, e))?;
-        src.seek(std::io::SeekFrom::Start(offset))
+        // Hashed as it is read (with the part already there); committed only if it matches.
+        let mut src = std::fs::File::open(local)
+            .and_then(|f| super::Hashing::resume(f, offset))
             .map_err(|e| err(local, e))?;
         let mut dst = std::fs::OpenOptions::new()
             .create(true)
@@ -95,6 +99,10 @@ impl Link for FolderLink {
         dst.flush().map_err(|e| err(target, e))?;
         dst.sync_all().map_err(|e| err(target, e))?;
         drop(dst);
+        if let Err(changed) = src.verify(local, sha256) {
+            let _ = std::fs::remove_file(target);
+            return Err(changed);
+        }
         let interrupted = |p: &Path, e: std::io::Error| TransportError::Interrupted {
             what: p.display().to_string(),
             detail: e.to_string(),

@@ -54,6 +54,15 @@ pub enum TransportError {
     Interrupted { what: String, detail: String },
     #[error("{what}: {detail}")]
     Permanent { what: String, detail: String },
+    /// The local file is not the one recorded: nothing was committed on the server.
+    #[error(
+        "{path} changed since it was recorded: its SHA-256 is {found}, the record says {expected}; nothing was committed on the server (the partial upload was removed)"
+    )]
+    Changed {
+        path: String,
+        expected: String,
+        found: String,
+    },
     #[error("cancelled")]
     Cancelled,
 }
@@ -86,15 +95,18 @@ pub struct RemoteFile {
 /// A connection to the bank's file exchange.
 pub trait Link {
     /// Uploads `local` as `name` in the upload folder (see the module doc for the semantics).
-    /// `content_id` names the temporary file (`NAME.<content_id>.part`), so that only a
-    /// leftover of the very same bytes is ever continued. With `allow_fresh` false (an earlier
-    /// attempt had written every byte), finding neither the file nor its `.part` is an error:
-    /// the file was most likely delivered and taken away, and must not be sent again.
+    /// `sha256` (hex) is what `local` was recorded as: its first 12 characters name the
+    /// temporary file (`NAME.<content id>.part`), so that only a leftover of the very same
+    /// bytes is ever continued, and the bytes are hashed as they are sent: the upload is
+    /// committed only if they match it (else the part is removed and the error is `Changed`).
+    /// With `allow_fresh` false (an earlier attempt had written every byte), finding neither
+    /// the file nor its `.part` is an error: the file was most likely delivered and taken
+    /// away, and must not be sent again.
     fn put(
         &mut self,
         local: &Path,
         name: &str,
-        content_id: &str,
+        sha256: &str,
         allow_fresh: bool,
     ) -> Result<PutOutcome, TransportError>;
     /// The files in the download folder that match the bank's patterns.
@@ -195,6 +207,68 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// The temporary name of an upload in progress.
+/// A local file read for sending, hashed (SHA-256) as it is read, so that an upload is
+/// checked against the digest recorded at sealing without reading the file twice.
+pub(crate) struct Hashing {
+    file: std::fs::File,
+    hasher: sha2::Sha256,
+}
+
+impl Hashing {
+    /// Reads `file` from byte `skip` on; the first `skip` bytes are hashed first (the part of a
+    /// resumed upload that is not sent again).
+    pub(crate) fn resume(mut file: std::fs::File, skip: u64) -> std::io::Result<Hashing> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let copied = std::io::copy(&mut Read::by_ref(&mut file).take(skip), &mut hasher)?;
+        if copied != skip {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(Hashing { file, hasher })
+    }
+
+    /// Checks what was read (all of it) against `expected` (hex); `path` names the file.
+    pub(crate) fn verify(self, path: &Path, expected: &str) -> Result<(), TransportError> {
+        use sha2::Digest;
+        let found = hex::encode(self.hasher.finalize());
+        if found.eq_ignore_ascii_case(expected) {
+            Ok(())
+        } else {
+            Err(TransportError::Changed {
+                path: path.display().to_string(),
+                expected: expected.to_string(),
+                found,
+            })
+        }
+    }
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The SHA-256 of a whole local file, against `expected` (for a file found already uploaded).
+pub(crate) fn verify_file(path: &Path, expected: &str) -> Result<(), TransportError> {
+    let unreadable = |e: std::io::Error| TransportError::Permanent {
+        what: path.display().to_string(),
+        detail: e.to_string(),
+    };
+    let f = std::fs::File::open(path).map_err(unreadable)?;
+    let mut h = Hashing::resume(f, 0).map_err(unreadable)?;
+    std::io::copy(&mut h, &mut std::io::sink()).map_err(unreadable)?;
+    h.verify(path, expected)
+}
+
+/// The content id a `.part` is named by: the start of the file's SHA-256.
+pub fn content_id(sha256: &str) -> &str {
+    &sha256[..12.min(sha256.len())]
+}
+
 pub fn part_name(name: &str, content_id: &str) -> String {
     format!("{name}.{content_id}.part")
 }

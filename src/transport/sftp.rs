@@ -243,7 +243,7 @@ impl Link for SftpLink {
         &mut self,
         local: &Path,
         name: &str,
-        content_id: &str,
+        sha256: &str,
         allow_fresh: bool,
     ) -> Result<PutOutcome, TransportError> {
         let w = self.what.clone();
@@ -253,6 +253,7 @@ impl Link for SftpLink {
         let final_path = self.upload_dir.join(name);
         if let Some(existing) = self.size_of(&final_path)? {
             return if existing == size {
+                super::verify_file(local, sha256)?;
                 Ok(PutOutcome::AlreadyThere { bytes: size })
             } else {
                 Err(TransportError::Conflict(
@@ -262,7 +263,8 @@ impl Link for SftpLink {
             };
         }
         let target = if self.use_temp_name {
-            self.upload_dir.join(super::part_name(name, content_id))
+            self.upload_dir
+                .join(super::part_name(name, super::content_id(sha256)))
         } else {
             final_path.clone()
         };
@@ -277,10 +279,10 @@ impl Link for SftpLink {
             offset = None;
         }
         let offset = offset.unwrap_or(0);
-        let mut src =
-            std::fs::File::open(local).map_err(|e| permanent(&local.display().to_string(), e))?;
-        use std::io::Seek;
-        src.seek(std::io::SeekFrom::Start(offset))
+        // What is sent is hashed as it is read (with the part already there), and committed
+        // only if it is what was recorded.
+        let mut src = std::fs::File::open(local)
+            .and_then(|f| super::Hashing::resume(f, offset))
             .map_err(|e| permanent(&local.display().to_string(), e))?;
         let flags = if offset > 0 {
             ssh2::OpenFlags::WRITE | ssh2::OpenFlags::APPEND
@@ -298,6 +300,15 @@ impl Link for SftpLink {
             tracing::debug!("the server does not sync files on request: {e}");
         }
         drop(remote);
+        if let Err(changed) = src.verify(local, sha256) {
+            if self.sftp.unlink(&target).is_err() {
+                tracing::warn!(
+                    "could not remove {} after a refused upload",
+                    target.display()
+                );
+            }
+            return Err(changed);
+        }
         let interrupted = |detail: String| TransportError::Interrupted {
             what: w.clone(),
             detail,

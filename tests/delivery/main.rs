@@ -336,6 +336,85 @@ fn a_part_leftover_from_a_crash_is_completed_and_a_stale_one_is_not_continued() 
 }
 
 #[test]
+fn a_file_that_is_not_the_recorded_one_is_never_committed() {
+    let w = World::new("recorded");
+    let xml = w.dir.join("batch.xml");
+    std::fs::write(&xml, b"<Document>payroll</Document>\n").unwrap();
+    let sealed = w.dir.join("ACME_REC.pgp");
+    let out = w.ok(&[
+        "seal",
+        xml.to_str().unwrap(),
+        "--bank",
+        "bank",
+        "-o",
+        sealed.to_str().unwrap(),
+    ]);
+    // `seal` says the SHA-256 of what it wrote.
+    let sha = sha256_hex(&std::fs::read(&sealed).unwrap());
+    assert!(out.contains(&format!("SHA-256 {sha}")), "{out}");
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let recorded = sha256_hex(&data);
+    let file = w.dir.join("TAMPERED.pgp");
+    let remote = |name: &str| w.sshd.root.join("in").join(name);
+    let leftovers = || {
+        std::fs::read_dir(w.sshd.root.join("in"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("TAMPERED"))
+            .collect::<Vec<_>>()
+    };
+    let send = |sha: &str| {
+        w.run(&[
+            "send",
+            file.to_str().unwrap(),
+            "--bank",
+            "bank",
+            "--sha256",
+            sha,
+        ])
+    };
+    // Changed after it was recorded: the upload is refused before its commit.
+    let mut changed = data.clone();
+    changed[250_000] ^= 0x20;
+    std::fs::write(&file, &changed).unwrap();
+    let (code, out) = send(&recorded);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("changed since it was recorded"), "{out}");
+    assert!(out.contains(&recorded), "{out}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    // Changed inside the part an interrupted attempt already sent: the part is hashed too.
+    let part = format!("TAMPERED.pgp.{}.part", &recorded[..12]);
+    std::fs::write(remote(&part), &data[..100_000]).unwrap();
+    let mut changed = data.clone();
+    changed[50_000] ^= 0x20;
+    std::fs::write(&file, &changed).unwrap();
+    let (code, out) = send(&recorded);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("changed since it was recorded"), "{out}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    // The recorded bytes go through, and a second send finds them there.
+    std::fs::write(&file, &data).unwrap();
+    std::fs::write(remote(&part), &data[..100_000]).unwrap();
+    let (code, out) = send(&recorded);
+    assert_eq!(code, 0, "{out}");
+    assert!(std::fs::read(remote("TAMPERED.pgp")).unwrap() == data);
+    assert_eq!(leftovers(), ["TAMPERED.pgp"]);
+    std::fs::write(&file, &changed).unwrap();
+    let (code, out) = send(&recorded);
+    assert_ne!(
+        code, 0,
+        "already there, but the local file is not the recorded one: {out}"
+    );
+    assert!(out.contains("changed since it was recorded"), "{out}");
+    // A malformed digest is a usage error.
+    let (code, out) = send("abc");
+    assert_eq!(code, 2, "{out}");
+}
+
+#[test]
 fn company_keys_with_loose_permissions_or_wrong_pins_are_refused() {
     let w = World::new("keys");
     use std::os::unix::fs::PermissionsExt;
@@ -421,7 +500,24 @@ folder = "{}"
         &data[..4_000],
     )
     .unwrap();
-    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap();
+    // A file that is not the recorded one is refused before its commit, its part removed.
+    let recorded = sha256_hex(&data);
+    let mut tampered = data.clone();
+    tampered[9_000] ^= 1;
+    std::fs::write(&file, &tampered).unwrap();
+    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap_err();
+    assert!(
+        e.to_string().contains("changed since it was recorded"),
+        "{e}"
+    );
+    assert!(!root.join("in/F.pgp").exists());
+    std::fs::write(&file, &data).unwrap();
+    std::fs::write(
+        root.join(format!("in/F.pgp.{}.part", &sha256_hex(&data)[..12])),
+        &data[..4_000],
+    )
+    .unwrap();
+    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap();
     assert_eq!(
         r,
         paygate::transport::PutOutcome::Uploaded { bytes: 10_000 }
@@ -433,13 +529,13 @@ folder = "{}"
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
-    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap();
+    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", None).unwrap();
     assert_eq!(
         r,
         paygate::transport::PutOutcome::AlreadyThere { bytes: 10_000 }
     );
     std::fs::write(&file, vec![8u8; 10_001]).unwrap();
-    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp").unwrap_err();
+    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", None).unwrap_err();
     assert!(
         e.to_string().contains("a different file with this name"),
         "{e}"
