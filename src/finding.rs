@@ -139,6 +139,7 @@ struct Spill {
     pending: Vec<u8>,
     codes: Vec<&'static str>,
     columns: Vec<ColumnRef>,
+    last_column: Option<usize>,
     /// Why findings could not be kept (the temporary file could not be made or written), and
     /// how many were lost; said by `iter` as a last finding.
     lost: Option<(String, u64)>,
@@ -167,6 +168,7 @@ impl Spill {
             pending: Vec::with_capacity(SPILL_CHUNK + 4096),
             codes: Vec::new(),
             columns: Vec::new(),
+            last_column: None,
             lost,
         }
     }
@@ -176,22 +178,30 @@ impl Spill {
             *n += 1;
             return;
         }
-        let c = match self.codes.iter().position(|c| *c == f.code) {
+        let c = match self
+            .codes
+            .iter()
+            .position(|c| std::ptr::eq(*c, f.code) || *c == f.code)
+        {
             Some(i) => i,
             None => {
                 self.codes.push(f.code);
                 self.codes.len() - 1
             }
         };
-        let k = f
-            .column
-            .map(|col| match self.columns.iter().position(|c| *c == col) {
-                Some(i) => i,
-                None => {
-                    self.columns.push(col);
-                    self.columns.len() - 1
-                }
+        let k = f.column.map(|col| {
+            // Most findings are in the column of the one before.
+            let found = match self.last_column {
+                Some(i) if self.columns[i] == col => Some(i),
+                _ => self.columns.iter().position(|c| *c == col),
+            };
+            let i = found.unwrap_or_else(|| {
+                self.columns.push(col);
+                self.columns.len() - 1
             });
+            self.last_column = Some(i);
+            i
+        });
         let s = Spilled {
             s: f.severity,
             c: c as u16,
@@ -267,7 +277,11 @@ impl Findings {
             Severity::Error => self.errors += 1,
             Severity::Warning => self.warnings += 1,
         }
-        match self.counts.iter_mut().find(|c| c.code == f.code) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|c| std::ptr::eq(c.code, f.code) || c.code == f.code)
+        {
             Some(c) => {
                 c.count += 1;
                 if c.count <= SAMPLE_PER_CODE as u64 {

@@ -441,7 +441,7 @@ impl<'a> Validator<'a> {
             }
         }
         for (idx, cell) in row.cells.iter().enumerate() {
-            if cell.kind != CellKind::Error && cell.text.contains('\u{fffd}') {
+            if cell.kind != CellKind::Error && has_replacement(&cell.text) {
                 out.push(self.at(Finding::error("encoding.invalid", "this cell has bytes that are not valid text in the file's encoding; save the file as \"CSV UTF-8\" or as .xlsx"), row, idx, &cell.text));
             } else if cell.kind == CellKind::Error {
                 out.push(self.at(
@@ -1384,7 +1384,13 @@ fn column_order(f: &Finding) -> Option<(usize, &str)> {
 }
 
 fn unreadable(c: &crate::intake::Cell) -> bool {
-    c.kind == CellKind::Error || c.text.contains('\u{fffd}')
+    c.kind == CellKind::Error || has_replacement(&c.text)
+}
+
+/// Whether text holds U+FFFD (bytes the file's encoding could not read); its first byte, 0xEF,
+/// is looked for first, which most cells do not have.
+fn has_replacement(s: &str) -> bool {
+    s.as_bytes().contains(&0xEF) && s.contains('\u{fffd}')
 }
 
 /// How Excel's General format shows a long number: `6228480402564890000` -> `6.22848E+18`.

@@ -107,13 +107,18 @@ SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN
 UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
 
 pub fn is_country(code: &str) -> bool {
-    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let countries = SORTED.get_or_init(|| {
-        let mut v: Vec<&str> = COUNTRIES.split_ascii_whitespace().collect();
-        v.sort_unstable();
-        v
+    // One flag per pair of upper-case letters, built once from the list.
+    static TABLE: std::sync::OnceLock<[bool; 26 * 26]> = std::sync::OnceLock::new();
+    let index = |b: &[u8]| usize::from(b[0] - b'A') * 26 + usize::from(b[1] - b'A');
+    let table = TABLE.get_or_init(|| {
+        let mut t = [false; 26 * 26];
+        for c in COUNTRIES.split_ascii_whitespace() {
+            t[index(c.as_bytes())] = true;
+        }
+        t
     });
-    code.len() == 2 && countries.binary_search(&code).is_ok()
+    let b = code.as_bytes();
+    b.len() == 2 && b.iter().all(u8::is_ascii_uppercase) && table[index(b)]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,20 +220,19 @@ impl Iban {
 /// ISO 7064 MOD 97-10 over the rearranged IBAN, computed piecewise (no big integers).
 fn iban_mod97(s: &str) -> u32 {
     let rearranged = s[4..].bytes().chain(s[..4].bytes());
-    let mut rem: u32 = 0;
+    // Digits are gathered in a u64 and reduced only when another two would not fit.
+    let mut rem: u64 = 0;
     for b in rearranged {
-        let v = if b.is_ascii_digit() {
-            u32::from(b - b'0')
+        if rem >= 1_000_000_000_000_000 {
+            rem %= 97;
+        }
+        rem = if b.is_ascii_digit() {
+            rem * 10 + u64::from(b - b'0')
         } else {
-            u32::from(b - b'A') + 10
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
+            rem * 100 + u64::from(b - b'A') + 10
         };
     }
-    rem
+    (rem % 97) as u32
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug, serde::Serialize)]
