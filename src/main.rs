@@ -5,6 +5,28 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's options `arena_eager_commit` and `purge_delay` (mimalloc.h, v3), which the Rust
+/// bindings do not name.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Memory is committed as it is used and given back as soon as it is freed, so that a daemon
+/// that converted a million rows returns to its idle size (by default mimalloc keeps its arenas
+/// committed: 39 MB idle instead of 22, measured). Run as a constructor, before the Rust
+/// runtime's first allocation creates the first arena.
+extern "C" fn tune_allocator() {
+    // SAFETY: plain setters of mimalloc's global options, called before any allocation or
+    // thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 fn main() -> std::process::ExitCode {
     // `paygate batches --json | head` ends quietly when the reader goes away, as Unix tools do,
     // instead of panicking on a broken pipe.
