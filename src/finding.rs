@@ -157,8 +157,8 @@ struct Spilled {
 }
 
 impl Spill {
-    fn new() -> Spill {
-        let (file, lost) = match tempfile::tempfile() {
+    fn with(file: std::io::Result<std::fs::File>) -> Spill {
+        let (file, lost) = match file {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some((e.to_string(), 0))),
         };
@@ -306,14 +306,7 @@ impl Findings {
         match &mut self.spill {
             Some(spill) => spill.push(f),
             None if self.head.len() < IN_MEMORY => self.head.push(f),
-            None => {
-                let mut spill = Spill::new();
-                for h in self.head.drain(..) {
-                    spill.push(h);
-                }
-                spill.push(f);
-                self.spill = Some(spill);
-            }
+            None => self.start_spill(Spill::with(tempfile::tempfile()), f),
         }
     }
 
@@ -347,6 +340,18 @@ impl Findings {
             );
         }
         self.others.push(other);
+    }
+
+    /// Moves the findings in memory to `spill`, then `f`. Without a temporary file, the
+    /// findings in memory stay there; only those after them are counted as lost.
+    fn start_spill(&mut self, mut spill: Spill, f: Finding) {
+        if spill.file.is_some() {
+            for h in self.head.drain(..) {
+                spill.push(h);
+            }
+        }
+        spill.push(f);
+        self.spill = Some(spill);
     }
 
     pub fn extend(&mut self, fs: impl IntoIterator<Item = Finding>) {
@@ -389,8 +394,11 @@ impl Findings {
         let mut late: Vec<&Finding> = self.late.iter().collect();
         late.sort_by_key(|f| f.row.unwrap_or(0));
         let mut lost = None;
+        // Set when the temporary file cannot be read back: said as a last finding.
+        let unread = std::rc::Rc::new(std::cell::Cell::new(None::<String>));
+        let head = self.head.iter().cloned();
         let streamed: Box<dyn Iterator<Item = Finding> + '_> = match &self.spill {
-            None => Box::new(self.head.iter().cloned()),
+            None => Box::new(head),
             Some(spill) => {
                 lost = spill.lost.clone();
                 let file = ReadAt {
@@ -403,23 +411,25 @@ impl Findings {
                     std::io::Read::chain(file, &spill.pending[..]),
                 );
                 let read = serde_json::Deserializer::from_reader(reader).into_iter::<Spilled>();
-                Box::new(read.map_while(move |s| match s {
+                let unread = unread.clone();
+                Box::new(head.chain(read.map_while(move |s| match s {
                     Ok(s) => Some(spill.finding(s)),
                     Err(e) => {
-                        tracing::error!(
-                            "findings could not be read back from their temporary file: {e}"
-                        );
+                        unread.set(Some(e.to_string()));
                         None
                     }
-                }))
+                })))
             }
         };
-        let tail = lost.map(|(why, n)| {
-            Finding::error(
-                "findings.incomplete",
-                format!("{n} more findings could not be kept: their temporary file failed ({why}); fix the findings shown and read the file again to see the rest"),
-            )
-        });
+        let tail = std::iter::once_with(move || {
+            let incomplete = |what: String| Finding::error("findings.incomplete", what);
+            match (lost, unread.take()) {
+                (_, Some(e)) => Some(incomplete(format!("the findings after this point could not be read back from their temporary file ({e}); read the file again to see them"))),
+                (Some((why, n)), None) => Some(incomplete(format!("{n} more findings could not be kept: their temporary file failed ({why}); fix the findings shown and read the file again to see the rest"))),
+                (None, None) => None,
+            }
+        })
+        .flatten();
         let mut sources: Vec<Box<dyn Iterator<Item = Finding> + '_>> =
             vec![streamed, Box::new(late.into_iter().cloned())];
         sources.extend(
@@ -597,6 +607,46 @@ mod tests {
             "{last}"
         );
         assert!(last.message.contains("No space left on device"), "{last}");
+    }
+
+    #[test]
+    fn without_a_temporary_file_the_findings_in_memory_are_kept() {
+        let mut fs = Findings::new();
+        for row in 1..=IN_MEMORY as u64 {
+            fs.push(warning("w", row, "A"));
+        }
+        let no_tmp = Spill::with(Err(std::io::Error::other("TMPDIR is not writable")));
+        fs.start_spill(no_tmp, warning("w", 3_000, "A"));
+        fs.push(warning("w", 3_001, "A"));
+        let all: Vec<Finding> = fs.iter().collect();
+        assert_eq!(all.len(), IN_MEMORY + 1);
+        assert_eq!(all[IN_MEMORY - 1].row, Some(IN_MEMORY as u64));
+        let last = all.last().unwrap();
+        assert_eq!(last.code, "findings.incomplete");
+        assert!(
+            last.message
+                .starts_with("2 more findings could not be kept"),
+            "{last}"
+        );
+        assert!(last.message.contains("TMPDIR is not writable"), "{last}");
+    }
+
+    #[test]
+    fn a_spill_that_cannot_be_read_back_ends_with_a_finding_saying_so() {
+        let mut fs = Findings::new();
+        for row in 1..=(IN_MEMORY as u64 + 5) {
+            fs.push(warning("w", row, "A"));
+        }
+        fs.spill
+            .as_mut()
+            .unwrap()
+            .pending
+            .extend_from_slice(b"{not json");
+        let all: Vec<Finding> = fs.iter().collect();
+        assert_eq!(all.len(), IN_MEMORY + 5 + 1);
+        let last = all.last().unwrap();
+        assert_eq!(last.code, "findings.incomplete");
+        assert!(last.message.contains("could not be read back"), "{last}");
     }
 
     #[test]

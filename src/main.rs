@@ -12,17 +12,20 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Memory is committed as it is used and given back as soon as it is freed, so that a daemon
 /// that converted a million rows returns to its idle size (by default mimalloc keeps its arenas
-/// committed: 39 MB idle instead of 22, measured). Run as a constructor, before the Rust
-/// runtime's first allocation creates the first arena.
+/// committed: 39 MB idle instead of 22, measured). These are defaults: `MIMALLOC_*`
+/// variables in the environment still win. Run as a constructor, before the Rust runtime's
+/// first allocation (mimalloc creates its arenas lazily, at the first allocation).
+#[cfg(target_os = "linux")]
 extern "C" fn tune_allocator() {
-    // SAFETY: plain setters of mimalloc's global options, called before any allocation or
-    // thread exists.
+    // SAFETY: plain setters of mimalloc's option defaults, called before any Rust allocation
+    // or thread exists.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0);
     }
 }
 
+#[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;

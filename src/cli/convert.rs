@@ -142,7 +142,12 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         }
     };
     if report.errors() > 0 || !report.findings.is_empty() {
-        show(&render_report(&report, &ch.bank, args.findings.as_deref()));
+        show(&render_report(
+            &report,
+            &ch.bank,
+            "convert",
+            args.findings.as_deref(),
+        ));
     }
     if report.errors() > 0 {
         show("nothing written: fix the errors above and convert again\n");

@@ -98,7 +98,10 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
             return Exit::Usage;
         }
     } else {
-        print!("{}", render(&report, &ch.bank, args.findings.as_deref()));
+        print!(
+            "{}",
+            render(&report, &ch.bank, "validate", args.findings.as_deref())
+        );
     }
     if report.errors() > 0 {
         Exit::InputErrors
@@ -166,7 +169,7 @@ fn pad(s: &str, w: usize) -> String {
 
 /// The human report: where each problem is, what was found, what to do (the first
 /// `SAMPLE_PER_CODE` of each kind, then how many more and where they are); a summary line.
-pub(crate) fn render(r: &Report, bank: &str, all_in: Option<&Path>) -> String {
+pub(crate) fn render(r: &Report, bank: &str, verb: &str, all_in: Option<&Path>) -> String {
     use crate::intake::SourceFormat;
     let mut out = String::new();
     let fmt = match &r.format {
@@ -276,7 +279,12 @@ pub(crate) fn render(r: &Report, bank: &str, all_in: Option<&Path>) -> String {
             out.push_str(&match all_in {
                 Some(p) => format!("  every finding is in {}\n", p.display()),
                 None => format!(
-                    "  every finding: add --findings FILE.csv (or --json) to `paygate validate {}`\n",
+                    "  every finding: add --findings FILE.csv{} to `paygate {verb} {}`\n",
+                    if verb == "validate" {
+                        " (or --json)"
+                    } else {
+                        ""
+                    },
                     r.file.display()
                 ),
             });

@@ -220,6 +220,28 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate stopped: sending the same sealed file as {name} again", row.id);
     }
     super::crash_point("upload-started");
+    // After a failed attempt the archive is checked before reconnecting: a sealed file that
+    // no longer matches its record stops here at each retry, instead of being uploaded to a
+    // part that the check then removes.
+    let failed_before = ctx
+        .retry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&row.id);
+    if failed_before {
+        let archived = PathBuf::from(path);
+        let found = blocking(move || crate::delivery::sha256_file(&archived)).await;
+        match found {
+            Ok((found, _)) if &found != sha => {
+                return Err(StepError::Setup(format!(
+                    "batch {}: the archived sealed file {path} is not the one recorded at sealing (SHA-256 {found}, recorded {sha}); it is not sent. Restore it from a backup of {path}",
+                    row.id
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(StepError::Io(PathBuf::from(path), e)),
+        }
+    }
     let (c, b, p, n, h) = (
         cfg.clone(),
         row.bank.clone(),

@@ -345,7 +345,7 @@ impl Renderer {
         forward: Option<Forward>,
         threads: usize,
     ) -> Renderer {
-        let mut state = Box::new(Rendering {
+        let state = Box::new(Rendering {
             file,
             findings: crate::finding::Findings::new(),
             io_error: None,
@@ -354,17 +354,36 @@ impl Renderer {
             forward,
         });
         let how = if threads >= 2 {
+            // The state goes to the thread through a slot, so that it can be taken back and
+            // rendered inline if no thread can be started (a pids limit, say).
+            let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(state)));
+            let theirs = slot.clone();
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Payment>>(4);
-            let handle = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("paygate-render".into())
                 .spawn(move || {
+                    let taken = theirs.lock().map(|mut s| s.take()).ok().flatten();
+                    let mut state = taken.expect("the rendering state is handed over once");
                     for chunk in rx {
                         state.add(chunk);
                     }
                     *state
-                })
-                .expect("spawning the rendering thread");
-            How::Thread { tx, handle }
+                });
+            match spawned {
+                Ok(handle) => How::Thread { tx, handle },
+                Err(e) => {
+                    tracing::warn!(
+                        "rendering on the reading thread: no thread could be started ({e})"
+                    );
+                    let state = slot
+                        .lock()
+                        .map(|mut s| s.take())
+                        .ok()
+                        .flatten()
+                        .expect("the thread never started, so the state is still here");
+                    How::Inline(state)
+                }
+            }
         } else {
             How::Inline(state)
         };

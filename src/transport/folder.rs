@@ -58,7 +58,7 @@ impl Link for FolderLink {
         let final_path = self.upload_dir.join(name);
         if let Ok(m) = std::fs::metadata(&final_path) {
             return if m.len() == size {
-                super::verify_file(local, sha256)?;
+                super::verify_file(local, sha256, super::ALREADY_THERE)?;
                 Ok(PutOutcome::AlreadyThere { bytes: size })
             } else {
                 Err(TransportError::Conflict(
@@ -83,10 +83,22 @@ impl Link for FolderLink {
             ));
         }
         let offset = existing.filter(|o| *o <= size).unwrap_or(0);
-        // Hashed as it is read (with the part already there); committed only if it matches.
+        if !self.use_temp_name {
+            // Written under its final name: checked before a byte is written, since nothing
+            // can be taken back once the bank may have seen it.
+            super::verify_file(local, sha256, super::NOT_SENT)?;
+        }
+        // Hashed as it is read, with the part already there read back: committed only if the
+        // whole matches the record.
+        let mut sent: Box<dyn std::io::Read> = if offset > 0 {
+            Box::new(std::fs::File::open(target).map_err(|e| err(target, e))?)
+        } else {
+            Box::new(std::io::empty())
+        };
         let mut src = std::fs::File::open(local)
-            .and_then(|f| super::Hashing::resume(f, offset))
+            .and_then(|f| super::Hashing::resume(f, offset, &mut sent))
             .map_err(|e| err(local, e))?;
+        drop(sent);
         let mut dst = std::fs::OpenOptions::new()
             .create(true)
             .write(true)

@@ -54,14 +54,15 @@ pub enum TransportError {
     Interrupted { what: String, detail: String },
     #[error("{what}: {detail}")]
     Permanent { what: String, detail: String },
-    /// The local file is not the one recorded: nothing was committed on the server.
+    /// The local file is not the one recorded (or a part on the server is not a prefix of it).
     #[error(
-        "{path} changed since it was recorded: its SHA-256 is {found}, the record says {expected}; nothing was committed on the server (the partial upload was removed)"
+        "{path} is not the file that was recorded: its SHA-256 is {found}, the record says {expected}; {on_server}"
     )]
     Changed {
         path: String,
         expected: String,
         found: String,
+        on_server: &'static str,
     },
     #[error("cancelled")]
     Cancelled,
@@ -206,7 +207,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     pi == p.len()
 }
 
-/// The temporary name of an upload in progress.
 /// A local file read for sending, hashed (SHA-256) as it is read, so that an upload is
 /// checked against the digest recorded at sealing without reading the file twice.
 pub(crate) struct Hashing {
@@ -215,15 +215,22 @@ pub(crate) struct Hashing {
 }
 
 impl Hashing {
-    /// Reads `file` from byte `skip` on; the first `skip` bytes are hashed first (the part of a
-    /// resumed upload that is not sent again).
-    pub(crate) fn resume(mut file: std::fs::File, skip: u64) -> std::io::Result<Hashing> {
+    /// Reads `file` from byte `skip` on. The first `skip` bytes are already on the server (the
+    /// part an interrupted attempt wrote): they are hashed from `part`, the server's own copy,
+    /// so that what the final file will hold is what is checked.
+    pub(crate) fn resume(
+        mut file: std::fs::File,
+        skip: u64,
+        part: &mut dyn Read,
+    ) -> std::io::Result<Hashing> {
         use sha2::Digest;
+        use std::io::Seek;
         let mut hasher = sha2::Sha256::new();
-        let copied = std::io::copy(&mut Read::by_ref(&mut file).take(skip), &mut hasher)?;
+        let copied = std::io::copy(&mut part.take(skip), &mut hasher)?;
         if copied != skip {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+        file.seek(std::io::SeekFrom::Start(skip))?;
         Ok(Hashing { file, hasher })
     }
 
@@ -238,6 +245,7 @@ impl Hashing {
                 path: path.display().to_string(),
                 expected: expected.to_string(),
                 found,
+                on_server: NOT_COMMITTED,
             })
         }
     }
@@ -252,16 +260,40 @@ impl Read for Hashing {
     }
 }
 
-/// The SHA-256 of a whole local file, against `expected` (for a file found already uploaded).
-pub(crate) fn verify_file(path: &Path, expected: &str) -> Result<(), TransportError> {
+/// What `Changed` says about the server.
+pub(crate) const NOT_COMMITTED: &str =
+    "nothing was committed on the server (the partial upload was removed)";
+pub(crate) const NOT_SENT: &str = "nothing was sent";
+pub(crate) const ALREADY_THERE: &str = "a file of this name and size is on the server from an earlier attempt; it is not counted as delivered";
+
+/// The SHA-256 of a whole local file against `expected`; `on_server` says, in the error, what
+/// the server holds.
+pub(crate) fn verify_file(
+    path: &Path,
+    expected: &str,
+    on_server: &'static str,
+) -> Result<(), TransportError> {
     let unreadable = |e: std::io::Error| TransportError::Permanent {
         what: path.display().to_string(),
         detail: e.to_string(),
     };
     let f = std::fs::File::open(path).map_err(unreadable)?;
-    let mut h = Hashing::resume(f, 0).map_err(unreadable)?;
+    let mut h = Hashing::resume(f, 0, &mut std::io::empty()).map_err(unreadable)?;
     std::io::copy(&mut h, &mut std::io::sink()).map_err(unreadable)?;
-    h.verify(path, expected)
+    h.verify(path, expected).map_err(|e| match e {
+        TransportError::Changed {
+            path,
+            expected,
+            found,
+            ..
+        } => TransportError::Changed {
+            path,
+            expected,
+            found,
+            on_server,
+        },
+        other => other,
+    })
 }
 
 /// The content id a `.part` is named by: the start of the file's SHA-256.
@@ -269,6 +301,7 @@ pub fn content_id(sha256: &str) -> &str {
     &sha256[..12.min(sha256.len())]
 }
 
+/// The temporary name of an upload in progress.
 pub fn part_name(name: &str, content_id: &str) -> String {
     format!("{name}.{content_id}.part")
 }

@@ -253,7 +253,7 @@ impl Link for SftpLink {
         let final_path = self.upload_dir.join(name);
         if let Some(existing) = self.size_of(&final_path)? {
             return if existing == size {
-                super::verify_file(local, sha256)?;
+                super::verify_file(local, sha256, super::ALREADY_THERE)?;
                 Ok(PutOutcome::AlreadyThere { bytes: size })
             } else {
                 Err(TransportError::Conflict(
@@ -279,11 +279,27 @@ impl Link for SftpLink {
             offset = None;
         }
         let offset = offset.unwrap_or(0);
-        // What is sent is hashed as it is read (with the part already there), and committed
-        // only if it is what was recorded.
-        let mut src = std::fs::File::open(local)
-            .and_then(|f| super::Hashing::resume(f, offset))
-            .map_err(|e| permanent(&local.display().to_string(), e))?;
+        if !self.use_temp_name {
+            // Written under its final name: checked before a byte is written, since nothing
+            // can be taken back once the bank may have seen it.
+            super::verify_file(local, sha256, super::NOT_SENT)?;
+        }
+        // What is sent is hashed as it is read, with the part already on the server read back
+        // from there: the upload is committed only if the whole is what was recorded.
+        let local_file =
+            std::fs::File::open(local).map_err(|e| permanent(&local.display().to_string(), e))?;
+        let mut src = if offset > 0 {
+            let mut part = self.sftp.open(&target).map_err(|e| classify(&w, e))?;
+            super::Hashing::resume(local_file, offset, &mut part).map_err(|e| {
+                transient(
+                    &w,
+                    format!("reading back the part {}: {e}", target.display()),
+                )
+            })?
+        } else {
+            super::Hashing::resume(local_file, 0, &mut std::io::empty())
+                .map_err(|e| permanent(&local.display().to_string(), e))?
+        };
         let flags = if offset > 0 {
             ssh2::OpenFlags::WRITE | ssh2::OpenFlags::APPEND
         } else {

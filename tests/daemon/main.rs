@@ -561,3 +561,75 @@ fn sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice() {
     );
     assert!(kills >= KILLS + paygate::daemon::CRASH_POINTS.len() as u32);
 }
+
+#[test]
+fn a_sealed_file_changed_in_the_archive_is_never_sent() {
+    let mut w = World::new("tamper", Wire::Folder, "");
+    let sample_text = String::from_utf8(std::fs::read(sample("supplier.csv")).unwrap()).unwrap();
+    let mut text = String::new();
+    for (i, l) in sample_text.lines().take(4).enumerate() {
+        let mut cols: Vec<String> = l.split(';').map(str::to_string).collect();
+        if i > 0 {
+            cols[7] = format!("TAMPER-{i}");
+        }
+        text.push_str(&cols.join(";"));
+        text.push('\n');
+    }
+    w.drop_file("supplier", "tamper.csv", text.as_bytes());
+    // The daemon stops right after the sealed file is recorded.
+    w.spawn_daemon_env(&[
+        ("PAYGATE_CRASH_POINTS", "sealed"),
+        ("PAYGATE_CRASH_PERCENT", "100"),
+    ]);
+    assert!(w.wait_for_crash(60), "never sealed:\n{}", w.log());
+    let b = w.wait_batches("a sealed batch", 10, |b| {
+        b.iter().any(|b| b.state == "sealed")
+    });
+    let msg_id = &b.iter().find(|b| b.state == "sealed").unwrap().msg_id;
+    let outbox = w.dir.join("data/outbox").join(msg_id);
+    let sealed = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pgp"))
+        .unwrap_or_else(|| panic!("no sealed file in {}", outbox.display()));
+    let original = std::fs::read(&sealed).unwrap();
+    // Someone changes the archived file before it is sent.
+    let mut changed = original.clone();
+    let mid = changed.len() / 2;
+    changed[mid] ^= 0x01;
+    std::fs::write(&sealed, &changed).unwrap();
+    w.start_daemon();
+    let bank_in = w.dir.join("bank/in");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.log().contains("is not the file that was recorded")
+        && !w.log().contains("is not the one recorded at sealing")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the change was not noticed:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let in_bank: Vec<_> = std::fs::read_dir(&bank_in).unwrap().flatten().collect();
+    assert!(in_bank.is_empty(), "sent anyway: {in_bank:?}");
+    let b = w.batches();
+    assert!(
+        b.iter().all(|b| b.state == "uploading"),
+        "{b:#?}\n{}",
+        w.log()
+    );
+    // The archive restored, the same bytes go out, once.
+    std::fs::write(&sealed, &original).unwrap();
+    w.wait_batches("the batch sent", 90, |b| {
+        b.iter().all(|b| b.state == "sent")
+    });
+    let in_bank: Vec<std::path::PathBuf> = std::fs::read_dir(&bank_in)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(in_bank.len(), 1, "{in_bank:?}");
+    assert!(std::fs::read(&in_bank[0]).unwrap() == original);
+}

@@ -382,21 +382,22 @@ fn a_file_that_is_not_the_recorded_one_is_never_committed() {
     std::fs::write(&file, &changed).unwrap();
     let (code, out) = send(&recorded);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("changed since it was recorded"), "{out}");
+    assert!(out.contains("is not the file that was recorded"), "{out}");
     assert!(out.contains(&recorded), "{out}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
-    // Changed inside the part an interrupted attempt already sent: the part is hashed too.
+    // A part on the server whose bytes are not the record's (left by an attempt that sent a
+    // changed file and then failed): read back from the server and refused, though the local
+    // file is the recorded one; the part is removed, so the next attempt starts afresh.
     let part = format!("TAMPERED.pgp.{}.part", &recorded[..12]);
-    std::fs::write(remote(&part), &data[..100_000]).unwrap();
     let mut changed = data.clone();
     changed[50_000] ^= 0x20;
-    std::fs::write(&file, &changed).unwrap();
+    std::fs::write(remote(&part), &changed[..100_000]).unwrap();
+    std::fs::write(&file, &data).unwrap();
     let (code, out) = send(&recorded);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("changed since it was recorded"), "{out}");
+    assert!(out.contains("is not the file that was recorded"), "{out}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
-    // The recorded bytes go through, and a second send finds them there.
-    std::fs::write(&file, &data).unwrap();
+    // The recorded bytes go through (continuing a good part), and a second send finds them.
     std::fs::write(remote(&part), &data[..100_000]).unwrap();
     let (code, out) = send(&recorded);
     assert_eq!(code, 0, "{out}");
@@ -408,7 +409,8 @@ fn a_file_that_is_not_the_recorded_one_is_never_committed() {
         code, 0,
         "already there, but the local file is not the recorded one: {out}"
     );
-    assert!(out.contains("changed since it was recorded"), "{out}");
+    assert!(out.contains("is not the file that was recorded"), "{out}");
+    assert!(out.contains("not counted as delivered"), "{out}");
     // A malformed digest is a usage error.
     let (code, out) = send("abc");
     assert_eq!(code, 2, "{out}");
@@ -507,16 +509,21 @@ folder = "{}"
     std::fs::write(&file, &tampered).unwrap();
     let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap_err();
     assert!(
-        e.to_string().contains("changed since it was recorded"),
+        e.to_string().contains("is not the file that was recorded"),
         "{e}"
     );
     assert!(!root.join("in/F.pgp").exists());
+    // A part whose bytes are not the record's is read back and refused, and removed.
     std::fs::write(&file, &data).unwrap();
-    std::fs::write(
-        root.join(format!("in/F.pgp.{}.part", &sha256_hex(&data)[..12])),
-        &data[..4_000],
-    )
-    .unwrap();
+    let part = root.join(format!("in/F.pgp.{}.part", &sha256_hex(&data)[..12]));
+    std::fs::write(&part, &tampered[..9_500]).unwrap();
+    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap_err();
+    assert!(
+        e.to_string().contains("is not the file that was recorded"),
+        "{e}"
+    );
+    assert!(!part.exists() && !root.join("in/F.pgp").exists());
+    std::fs::write(&part, &data[..4_000]).unwrap();
     let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap();
     assert_eq!(
         r,
@@ -545,4 +552,45 @@ folder = "{}"
         data,
         "never overwritten"
     );
+    // Written under its final name (use_temp_name = false), a changed file is refused before a
+    // byte is written: nothing can be taken back once the bank may have seen it.
+    let direct = paygate::config::Config::parse(
+        &format!(
+            r#"
+[paygate]
+data_dir = "data"
+[company]
+name = "Acme"
+country = "CN"
+[company.accounts.eur]
+iban = "DE89370400440532013000"
+currency = "EUR"
+[banks.bank]
+name = "Bank"
+currencies = ["EUR"]
+encryption = "none"
+[banks.bank.transport]
+type = "folder"
+upload_dir = "in"
+download_dir = "out"
+use_temp_name = false
+[channels.s]
+kind = "supplier"
+bank = "bank"
+debtor_account = "eur"
+folder = "{}"
+"#,
+            root.join("s").display()
+        ),
+        root,
+    )
+    .unwrap();
+    let g = root.join("G.pgp");
+    std::fs::write(&g, &tampered).unwrap();
+    let e = paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded)).unwrap_err();
+    assert!(e.to_string().contains("nothing was sent"), "{e}");
+    assert!(!root.join("in/G.pgp").exists());
+    std::fs::write(&g, &data).unwrap();
+    paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded)).unwrap();
+    assert_eq!(std::fs::read(root.join("in/G.pgp")).unwrap(), data);
 }
