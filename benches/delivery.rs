@@ -126,16 +126,23 @@ fn main() {
     let remote = w.sshd.root.join("in");
     // As the daemon sends: with the SHA-256 recorded at sealing, checked as the bytes go.
     let sha_of = |p: &std::path::Path| paygate::delivery::sha256_file(p).unwrap().0;
-    let sealed_sha = sha_of(&sealed);
-    let send = time(|| {
-        let _ = std::fs::remove_file(remote.join("ACME_BENCH.pgp"));
-        ok(Command::new(bin)
-            .arg("--config")
-            .arg(&w.config)
-            .arg("send")
-            .arg(&sealed)
-            .args(["--bank", "bank", "--sha256", &sealed_sha]));
-    });
+    // `paygate send FILE`, the remote copy removed first; with the digest when given.
+    let send_timed = |file: &std::path::Path, remote_name: &str, sha: Option<&str>| {
+        time(|| {
+            let _ = std::fs::remove_file(remote.join(remote_name));
+            let mut c = Command::new(bin);
+            c.arg("--config")
+                .arg(&w.config)
+                .arg("send")
+                .arg(file)
+                .args(["--bank", "bank"]);
+            if let Some(sha) = sha {
+                c.args(["--sha256", sha]);
+            }
+            ok(&mut c);
+        })
+    };
+    let send = send_timed(&sealed, "ACME_BENCH.pgp", Some(&sha_of(&sealed)));
     let batch = w.dir.join("sftp.batch");
     std::fs::write(
         &batch,
@@ -175,26 +182,9 @@ fn main() {
         std::fs::read(&sealed).unwrap()
     );
     // Raw SFTP throughput: the uncompressed document itself, the same way on both sides.
-    let xml_sha = sha_of(&xml);
-    let send_raw = time(|| {
-        let _ = std::fs::remove_file(remote.join("pain001.xml"));
-        ok(Command::new(bin)
-            .arg("--config")
-            .arg(&w.config)
-            .arg("send")
-            .arg(&xml)
-            .args(["--bank", "bank", "--sha256", &xml_sha]));
-    });
+    let send_raw = send_timed(&xml, "pain001.xml", Some(&sha_of(&xml)));
     // An admin's `paygate send FILE` without a recorded digest hashes the file first.
-    let send_raw_hashing = time(|| {
-        let _ = std::fs::remove_file(remote.join("pain001.xml"));
-        ok(Command::new(bin)
-            .arg("--config")
-            .arg(&w.config)
-            .arg("send")
-            .arg(&xml)
-            .args(["--bank", "bank"]));
-    });
+    let send_raw_hashing = send_timed(&xml, "pain001.xml", None);
     std::fs::write(
         &batch,
         format!("put {} {}/openssh.xml\n", xml.display(), remote.display()),

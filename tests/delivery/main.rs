@@ -464,9 +464,11 @@ fn the_folder_transport_has_the_same_semantics() {
     for d in ["in", "out", "data"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
-    let cfg = paygate::config::Config::parse(
-        &format!(
-            r#"
+    // A folder transport; `extra` goes into its table.
+    let folder_config = |extra: &str| {
+        paygate::config::Config::parse(
+            &format!(
+                r#"
 [paygate]
 data_dir = "data"
 [company]
@@ -483,17 +485,20 @@ encryption = "none"
 type = "folder"
 upload_dir = "in"
 download_dir = "out"
+{extra}
 [channels.s]
 kind = "supplier"
 bank = "bank"
 debtor_account = "eur"
 folder = "{}"
 "#,
-            root.join("s").display()
-        ),
-        root,
-    )
-    .unwrap();
+                root.join("s").display()
+            ),
+            root,
+        )
+        .unwrap()
+    };
+    let cfg = folder_config("");
     let file = root.join("F.pgp");
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&file, &data).unwrap();
@@ -554,37 +559,7 @@ folder = "{}"
     );
     // Written under its final name (use_temp_name = false), a changed file is refused before a
     // byte is written: nothing can be taken back once the bank may have seen it.
-    let direct = paygate::config::Config::parse(
-        &format!(
-            r#"
-[paygate]
-data_dir = "data"
-[company]
-name = "Acme"
-country = "CN"
-[company.accounts.eur]
-iban = "DE89370400440532013000"
-currency = "EUR"
-[banks.bank]
-name = "Bank"
-currencies = ["EUR"]
-encryption = "none"
-[banks.bank.transport]
-type = "folder"
-upload_dir = "in"
-download_dir = "out"
-use_temp_name = false
-[channels.s]
-kind = "supplier"
-bank = "bank"
-debtor_account = "eur"
-folder = "{}"
-"#,
-            root.join("s").display()
-        ),
-        root,
-    )
-    .unwrap();
+    let direct = folder_config("use_temp_name = false");
     let g = root.join("G.pgp");
     std::fs::write(&g, &tampered).unwrap();
     let e = paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded)).unwrap_err();
