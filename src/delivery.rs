@@ -233,9 +233,25 @@ pub enum FetchOutcome {
     Incomplete,
 }
 
-struct HashingWriter<W: Write> {
-    inner: W,
+/// Writes through to `inner`, hashing (SHA-256) what it writes: a file's digest without
+/// reading it back.
+pub(crate) struct HashingWriter<W: Write> {
+    pub(crate) inner: W,
     hash: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> HashingWriter<W> {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    /// The writer and the hex SHA-256 of everything written.
+    pub(crate) fn finish(self) -> (W, String) {
+        (self.inner, hex::encode(self.hash.finalize()))
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
@@ -322,16 +338,14 @@ pub async fn fetch(cfg: &Config, store: &Store, bank: &str) -> Result<Vec<Fetche
                     what: tp.display().to_string(),
                     detail: e.to_string(),
                 })?;
-                let mut w = HashingWriter {
-                    inner: f,
-                    hash: Sha256::new(),
-                };
+                let mut w = HashingWriter::new(f);
                 let n = link.get(&name, &mut w)?;
-                w.inner.sync_all().map_err(|e| TransportError::Transient {
+                let (f, sha) = w.finish();
+                f.sync_all().map_err(|e| TransportError::Transient {
                     what: tp.display().to_string(),
                     detail: e.to_string(),
                 })?;
-                Ok((n, hex::encode(w.hash.finalize())))
+                Ok((n, sha))
             });
             (link, r)
         })

@@ -154,9 +154,21 @@ pub fn neutralize(v: &str) -> String {
     }
 }
 
-/// Every finding of a file as CSV (UTF-8 with a BOM, for Excel), streamed from `findings`:
-/// the `NAME.errors.csv` beside a refused file and `paygate validate --findings FILE`.
+/// Every finding of a file as CSV (UTF-8 with a BOM, for Excel), streamed from `findings` into
+/// `path` (durably): the `NAME.errors.csv` beside a refused file and `--findings FILE`.
 pub fn write_findings_csv(
+    path: &Path,
+    findings: &crate::finding::Findings,
+    lang: Language,
+) -> std::io::Result<()> {
+    crate::durable::write(path, |w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        findings_csv(&mut w, findings, lang)?;
+        std::io::Write::flush(&mut w)
+    })
+}
+
+fn findings_csv(
     w: &mut dyn std::io::Write,
     findings: &crate::finding::Findings,
     lang: Language,

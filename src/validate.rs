@@ -120,17 +120,6 @@ pub fn validate_table(
     channel: &crate::config::Channel,
     mut sink: impl FnMut(Payment),
 ) -> Result<Report, IntakeError> {
-    validate_table_with(table, rules, channel, |p, _| sink(p))
-}
-
-/// `validate_table` whose sink may add findings of its own about the payment's row (a value the
-/// bank's layout cannot hold); they join the report's findings in row order.
-pub fn validate_table_with(
-    table: &mut Table,
-    rules: &Rules,
-    channel: &crate::config::Channel,
-    mut sink: impl FnMut(Payment, &mut Findings),
-) -> Result<Report, IntakeError> {
     let mut report = Report {
         file: table.path.clone(),
         channel: rules.channel.clone(),
@@ -205,7 +194,7 @@ pub fn validate_table_with(
     };
     for r in &top[header_idx + 1..] {
         if let Some(p) = v.row(r) {
-            sink(p, &mut v.findings);
+            sink(p);
         }
         if v.rows > max_rows {
             return Err(too_many(table));
@@ -214,7 +203,7 @@ pub fn validate_table_with(
     let mut row = RawRow::default();
     while table.next_row(&mut row)? {
         if let Some(p) = v.row(&row) {
-            sink(p, &mut v.findings);
+            sink(p);
         }
         if v.rows > max_rows {
             return Err(too_many(table));

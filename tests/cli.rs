@@ -485,17 +485,21 @@ fn thousands_of_findings_stream_in_row_order_and_one_or_two_threads_write_the_sa
 fn json_streams_every_finding_and_an_error_after_thousands_of_warnings_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let file = many_rows(dir.path(), 6_000, Some(5_000));
-    let o = paygate(&[
-        "--config",
-        CFG,
-        "validate",
-        file.to_str().unwrap(),
-        "--channel",
-        "supplier",
-        "--as-of",
-        "2026-11-30",
-        "--json",
-    ]);
+    let validate = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            CFG,
+            "validate",
+            file.to_str().unwrap(),
+            "--channel",
+            "supplier",
+            "--as-of",
+            "2026-11-30",
+        ];
+        args.extend_from_slice(extra);
+        paygate(&args)
+    };
+    let o = validate(&["--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert_eq!(v["errors"], 1);
@@ -511,17 +515,7 @@ fn json_streams_every_finding_and_an_error_after_thousands_of_warnings_is_found(
     assert_eq!(bad["row"], 5_002);
     assert_eq!(bad["column"]["letter"], "C");
     // The terminal report shows the error among the first of its kind.
-    let o = paygate(&[
-        "--config",
-        CFG,
-        "validate",
-        file.to_str().unwrap(),
-        "--channel",
-        "supplier",
-        "--as-of",
-        "2026-11-30",
-    ]);
-    let out = text(&o);
+    let out = text(&validate(&[]));
     assert!(out.contains("5002"), "{out}");
     assert!(out.contains("add --findings FILE.csv (or --json)"), "{out}");
     assert!(out.contains("6000 rows, 5999 valid payments"), "{out}");

@@ -565,28 +565,18 @@ fn hostile_bank_files_are_refused_clearly_in_bounded_memory() {
 fn a_config_that_crashed_the_loader_is_a_list_of_problems() {
     // Found by fuzzing the config loader: `date_format = "%d/%}/%Y"` made the check that
     // formats a probe date panic inside chrono.
+    // So did `%d/%m/%company.accouY`, whose `%c` asks a date for its time.
     let tmp = tempfile::tempdir().unwrap();
-    let f = root().join("tests/hostile/fuzz-config-date-format.toml");
-    let r = paygate(
-        tmp.path(),
-        &["--config", f.to_str().unwrap(), "check-config"],
-    );
-    refused(
-        &r,
-        &f,
-        &[78],
-        &["channels.supplier-de.date_format: `%d/%}/%Y` is not a date format"],
-    );
-    // And `%d/%m/%company.accouY`: `%c` asks a date for its time.
-    let f = root().join("tests/hostile/fuzz-config-date-time-format.toml");
-    let r = paygate(
-        tmp.path(),
-        &["--config", f.to_str().unwrap(), "check-config"],
-    );
-    refused(
-        &r,
-        &f,
-        &[78],
-        &["channels.supplier-de.date_format: `%d/%m/%company.accouY` is not a date format"],
-    );
+    for (file, format) in [
+        ("fuzz-config-date-format.toml", "%d/%}/%Y"),
+        ("fuzz-config-date-time-format.toml", "%d/%m/%company.accouY"),
+    ] {
+        let f = root().join("tests/hostile").join(file);
+        let r = paygate(
+            tmp.path(),
+            &["--config", f.to_str().unwrap(), "check-config"],
+        );
+        let said = format!("channels.supplier-de.date_format: `{format}` is not a date format");
+        refused(&r, &f, &[78], &[said.as_str()]);
+    }
 }

@@ -6,8 +6,7 @@ use super::{Exit, load_config};
 use crate::render::{self, BatchHeader, RenderError};
 use crate::validate::{Rules, validate_table};
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -70,8 +69,8 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         eprintln!("paygate: {e}");
         return Exit::Usage;
     }
-    let sha = match sha256_file(&args.file) {
-        Ok(s) => s,
+    let sha = match crate::delivery::sha256_file(&args.file) {
+        Ok((s, _)) => s,
         Err(e) => {
             eprintln!("paygate: {}: {e}", args.file.display());
             return Exit::Usage;
@@ -238,18 +237,4 @@ fn write_atomically(
         let _ = d.sync_all();
     }
     Ok(summary)
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }

@@ -4,7 +4,6 @@
 use super::{Exit, load_config};
 use crate::delivery::{self, DeliveryError};
 use crate::seal::SealError;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -31,23 +30,6 @@ pub(crate) fn exit_for(e: &DeliveryError) -> Exit {
         },
         DeliveryError::Io(..) => Exit::Usage,
         _ => Exit::Usage,
-    }
-}
-
-/// Writes through to `inner`, hashing what it writes.
-struct HashingWriter<'a> {
-    inner: &'a mut std::fs::File,
-    hasher: Sha256,
-}
-
-impl std::io::Write for HashingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -97,12 +79,9 @@ pub fn seal(args: Args, config_path: &Path) -> Exit {
         let (kr, mut input) = keyring_and_input(&cfg, &args)?;
         let mut sha = String::new();
         write_out(&args.output, |out| {
-            let mut hashed = HashingWriter {
-                inner: out,
-                hasher: Sha256::new(),
-            };
+            let mut hashed = delivery::HashingWriter::new(out);
             kr.seal(&mut input, &mut hashed)?;
-            sha = hex::encode(hashed.hasher.finalize());
+            sha = hashed.finish().1;
             Ok(())
         })?;
         Ok((kr.company_fingerprint().to_hex(), sha))

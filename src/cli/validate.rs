@@ -38,12 +38,8 @@ pub(crate) fn write_findings(
     report: &Report,
     ch: &crate::config::Channel,
 ) -> Result<(), String> {
-    crate::durable::write(path, |w| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-        crate::results::write_findings_csv(&mut w, &report.findings, ch.report_language)?;
-        std::io::Write::flush(&mut w)
-    })
-    .map_err(|e| format!("{}: {e}", path.display()))
+    crate::results::write_findings_csv(path, &report.findings, ch.report_language)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn run(args: Args, config_path: &Path) -> Exit {

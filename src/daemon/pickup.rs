@@ -239,7 +239,6 @@ pub async fn process_claimed(
 pub struct Validated {
     pub payments: u64,
     pub findings: Findings,
-    pub errors: u64,
     pub rows: u64,
 }
 
@@ -287,7 +286,7 @@ async fn read_into_batch(
     if store {
         let next = ctx
             .store
-            .finish_validation(row.id, v.payments, v.errors as usize, Utc::now())
+            .finish_validation(row.id, v.payments, v.findings.errors() as usize, Utc::now())
             .await?;
         tracing::info!(
             batch = row.id,
@@ -296,7 +295,7 @@ async fn read_into_batch(
             "batch {}: {} payments, {} errors, {} warnings: {next}",
             row.id,
             v.payments,
-            v.errors,
+            v.findings.errors(),
             v.findings.warnings()
         );
         super::crash_point("validated");
@@ -357,15 +356,13 @@ fn validate_sync(
     }
     findings.absorb(rendering.findings);
     let (file, count) = (rendering.file, rendering.count);
-    let mut errors = findings.errors();
-    if errors == 0 && count == 0 {
+    if findings.errors() == 0 && count == 0 {
         findings.push(Finding::error(
             "file.no_payments",
             "the file holds no payments",
         ));
-        errors = 1;
     }
-    if errors == 0 {
+    if findings.errors() == 0 {
         let dir = outbox(cfg, &msg_id);
         create_private_dir(&dir).map_err(io(&dir))?;
         let target = dir.join("render.out");
@@ -383,14 +380,12 @@ fn validate_sync(
             Err(RenderError::Io(e)) => return Err(PickupError::Io(target, e)),
             Err(e @ RenderError::Value { .. }) => {
                 findings.push(Finding::error("layout.value", e.to_string()));
-                errors += 1;
             }
         }
     }
     Ok(Validated {
         payments: count,
         findings,
-        errors,
         rows,
     })
 }
@@ -451,7 +446,7 @@ async fn finish(
             std::fs::rename(claimed, &to).map_err(io(claimed))?;
             folders::sync_dir(&f.rejected);
             folders::sync_dir(&f.processing);
-            tracing::warn!(batch = row.id, channel, stage = "rejected", error_code = "batch.invalid", file = %name, "{} errors: moved to {} with {to_name}.errors.txt and .errors.csv", v.errors, to.display());
+            tracing::warn!(batch = row.id, channel, stage = "rejected", error_code = "batch.invalid", file = %name, "{} errors: moved to {} with {to_name}.errors.txt and .errors.csv", v.findings.errors(), to.display());
             Ok(())
         }
         BatchState::AwaitingApproval if row.approvals_required.is_none() => {
@@ -704,23 +699,23 @@ fn write_rejection(
     v: &Validated,
 ) -> std::io::Result<()> {
     let zh = ch.report_language == crate::bank::reasons::Language::Zh;
-    crate::durable::write(&dir.join(format!("{to_name}.errors.csv")), |w| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-        crate::results::write_findings_csv(&mut w, &v.findings, ch.report_language)?;
-        std::io::Write::flush(&mut w)
-    })?;
+    crate::results::write_findings_csv(
+        &dir.join(format!("{to_name}.errors.csv")),
+        &v.findings,
+        ch.report_language,
+    )?;
     let warnings = v.findings.warnings();
     let mut text = if zh {
         format!(
             "{name}：未处理——{} 个错误，{warnings} 个警告（批次 {batch}，通道 {channel}）。\n\
              请修改下列问题后，将更正后的文件重新放入 inbound/。全部问题见 {to_name}.errors.csv。\n\n",
-            v.errors
+            v.findings.errors()
         )
     } else {
         format!(
             "{name}: not processed — {} error(s), {warnings} warning(s) (batch {batch}, channel {channel}).\n\
              Fix the problems below and drop the corrected file into inbound/ again. Every problem is listed in {to_name}.errors.csv.\n\n",
-            v.errors
+            v.findings.errors()
         )
     };
     const SHOWN: usize = 50;
@@ -752,10 +747,11 @@ fn write_rejection(
         text.push_str(&line);
         text.push('\n');
     }
-    if v.errors > SHOWN as u64 {
+    let errors = v.findings.errors();
+    if errors > SHOWN as u64 {
         text.push_str(&format!(
             "… {} more in {to_name}.errors.csv\n",
-            v.errors - SHOWN as u64
+            errors - SHOWN as u64
         ));
     }
     write_text(&dir.join(format!("{to_name}.errors.txt")), &text)

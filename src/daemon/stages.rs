@@ -154,30 +154,37 @@ fn seal_file(
     dst: &Path,
 ) -> Result<String, StepError> {
     let dir = dst.parent().unwrap_or(Path::new("."));
-    match encryption {
+    let sha = match encryption {
         Encryption::None => {
             std::fs::copy(src, dst).map_err(io(dst))?;
             std::fs::File::open(dst)
                 .and_then(|f| f.sync_all())
                 .map_err(io(dst))?;
+            crate::delivery::sha256_file(dst).map_err(io(dst))?.0
         }
         Encryption::Openpgp => {
             let (kr, _) = crate::delivery::keyring(cfg, bank, SystemTime::now())?;
             let mut input = std::fs::File::open(src).map_err(io(src))?;
             let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+            // Hashed as it is written: the digest recorded with `sealed`.
+            let mut w = std::io::BufWriter::with_capacity(
+                1 << 20,
+                crate::delivery::HashingWriter::new(tmp),
+            );
             kr.seal(&mut input, &mut w)
                 .map_err(crate::delivery::DeliveryError::from)?;
-            let tmp = w
+            let (tmp, sha) = w
                 .into_inner()
-                .map_err(|e| StepError::Io(dst.to_path_buf(), e.into_error()))?;
+                .map_err(|e| StepError::Io(dst.to_path_buf(), e.into_error()))?
+                .finish();
             tmp.as_file().sync_all().map_err(io(dst))?;
             tmp.persist(dst)
                 .map_err(|e| StepError::Io(dst.to_path_buf(), e.error))?;
+            sha
         }
-    }
+    };
     super::folders::sync_dir(dir);
-    Ok(crate::delivery::sha256_file(dst).map_err(io(dst))?.0)
+    Ok(sha)
 }
 
 /// Sends a sealed batch: `sealed` → `uploading` (durable before the first byte leaves), then

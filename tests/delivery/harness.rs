@@ -564,4 +564,16 @@ folder = "supplier"
         assert_eq!(code, 0, "paygate {args:?} failed:\n{out}");
         out
     }
+
+    /// `paygate seal FILE --bank bank -o OUT`, expected to succeed; returns what it printed.
+    pub fn seal(&self, file: &Path, out: &Path) -> String {
+        self.ok(&[
+            "seal",
+            file.to_str().unwrap(),
+            "--bank",
+            "bank",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    }
 }

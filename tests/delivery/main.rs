@@ -22,14 +22,7 @@ fn sealed_upload_is_read_by_the_bank_with_gnupg() {
     )
     .unwrap();
     let sealed = w.dir.join("ACME_MSG1.xml.pgp");
-    w.ok(&[
-        "seal",
-        xml.to_str().unwrap(),
-        "--bank",
-        "bank",
-        "-o",
-        sealed.to_str().unwrap(),
-    ]);
+    w.seal(&xml, &sealed);
     let out = w.ok(&["send", sealed.to_str().unwrap(), "--bank", "bank"]);
     assert!(out.contains("uploaded ACME_MSG1.xml.pgp"), "{out}");
     let remote = w.sshd.root.join("in/ACME_MSG1.xml.pgp");
@@ -52,14 +45,7 @@ fn sealed_upload_is_read_by_the_bank_with_gnupg() {
     // A different file under the same name is never overwritten.
     std::fs::write(&xml, b"<Document>other</Document>\n").unwrap();
     let other = w.dir.join("other.pgp");
-    w.ok(&[
-        "seal",
-        xml.to_str().unwrap(),
-        "--bank",
-        "bank",
-        "-o",
-        other.to_str().unwrap(),
-    ]);
+    w.seal(&xml, &other);
     let (code, out) = w.run(&[
         "send",
         other.to_str().unwrap(),
@@ -341,14 +327,7 @@ fn a_file_that_is_not_the_recorded_one_is_never_committed() {
     let xml = w.dir.join("batch.xml");
     std::fs::write(&xml, b"<Document>payroll</Document>\n").unwrap();
     let sealed = w.dir.join("ACME_REC.pgp");
-    let out = w.ok(&[
-        "seal",
-        xml.to_str().unwrap(),
-        "--bank",
-        "bank",
-        "-o",
-        sealed.to_str().unwrap(),
-    ]);
+    let out = w.seal(&xml, &sealed);
     // `seal` says the SHA-256 of what it wrote.
     let sha = sha256_hex(&std::fs::read(&sealed).unwrap());
     assert!(out.contains(&format!("SHA-256 {sha}")), "{out}");
