@@ -20,6 +20,15 @@ pub struct Config {
     pub company: Company,
     pub banks: BTreeMap<String, Bank>,
     pub channels: BTreeMap<String, Channel>,
+    /// The archive key: every file kept for the audit is stored encrypted to it.
+    #[serde(default)]
+    pub archive: Option<ArchiveCfg>,
+    /// Who is told what needs a person, and how.
+    #[serde(default)]
+    pub alerts: Alerts,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: Option<MetricsCfg>,
     /// The directory of the config file; relative paths in it are resolved from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -56,6 +65,160 @@ pub struct General {
     /// config (everyone else's roles are granted with `paygate users`). `paygate run` needs it.
     #[serde(default)]
     pub admin: Option<String>,
+    /// The key file of the payment data in the store (AES-256-GCM, mode 0600); default a
+    /// systemd credential `paygate-data-key`, else `<data_dir>/keys/data.key`.
+    #[serde(default)]
+    pub data_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveCfg {
+    /// The archive key's certificate (public part); auditors hold its secret key.
+    pub cert: PathBuf,
+    /// Its pinned fingerprint.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsCfg {
+    /// Address of the `/metrics` endpoint; loopback unless `allow_remote`.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+    /// Serve on a non-loopback address (put it behind a firewall or a proxy with TLS).
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// The same alert (same kind and subject) is not sent again within this many minutes.
+    #[serde(default = "default_repeat_mins")]
+    pub repeat_after_mins: u64,
+    /// The bank unreachable (uploads or polls failing) for longer than this.
+    #[serde(default = "default_unreachable_mins")]
+    pub bank_unreachable_mins: u64,
+    /// A sent batch with no final bank status after this many hours.
+    #[serde(default = "default_status_hours")]
+    pub status_deadline_hours: u64,
+    /// Free space below this on the data or a channel's volume.
+    #[serde(default = "default_disk_mb")]
+    pub disk_free_min_mb: u64,
+    /// Refused approvals or permission errors from one user within an hour before alerting.
+    #[serde(default = "default_refusals")]
+    pub refusals_per_hour: u64,
+    /// A key (company, bank, archive) expiring within this many days.
+    #[serde(default = "default_key_days")]
+    pub key_expiry_days: u64,
+    /// How often the daemon looks for overdue statuses, unreachable banks, expiring keys,
+    /// the audit chain and free disk space.
+    #[serde(default = "default_check_secs")]
+    pub check_secs: u64,
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+    #[serde(default)]
+    pub email: Option<Email>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            repeat_after_mins: default_repeat_mins(),
+            bank_unreachable_mins: default_unreachable_mins(),
+            status_deadline_hours: default_status_hours(),
+            disk_free_min_mb: default_disk_mb(),
+            refusals_per_hour: default_refusals(),
+            key_expiry_days: default_key_days(),
+            check_secs: default_check_secs(),
+            webhooks: Vec::new(),
+            email: None,
+        }
+    }
+}
+
+fn default_repeat_mins() -> u64 {
+    60
+}
+fn default_unreachable_mins() -> u64 {
+    30
+}
+fn default_status_hours() -> u64 {
+    24
+}
+fn default_disk_mb() -> u64 {
+    1024
+}
+fn default_refusals() -> u64 {
+    3
+}
+fn default_key_days() -> u64 {
+    30
+}
+fn default_check_secs() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `https://…` (or `http://` to a loopback address): a JSON POST per alert, with a `text`
+    /// field as WeCom, DingTalk and Slack incoming webhooks read it.
+    pub url: String,
+    /// Only these alert kinds (default: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS is required; the server's certificate is verified.
+    #[default]
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+    /// No TLS: only to a loopback relay (a local MTA).
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    /// SMTP relay host.
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// A PEM file of extra root certificates the relay's certificate may chain to.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the SMTP password (mode 0600).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    /// Who receives every alert (the treasury operations desk).
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Email addresses of paygate's users (OS names), for alerts meant for them: approvers
+    /// of a waiting batch, the submitter of a rejected file.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
+    /// Only these alert kinds (default: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
 }
 
 fn default_workers() -> usize {
@@ -1072,6 +1235,76 @@ impl Config {
                 p(format!("{key}.cnaps"), format!("`{c}`: {e}"));
             }
         }
+        for (i, w) in self.alerts.webhooks.iter().enumerate() {
+            let key = format!("alerts.webhooks[{i}].url");
+            match w.url.split_once("://") {
+                Some(("https", rest)) if !rest.is_empty() => {}
+                Some(("http", rest)) if is_loopback_host(rest) => {}
+                Some(("http", _)) => p(
+                    key,
+                    format!(
+                        "`{}`: plain http only to a loopback address; use https",
+                        w.url
+                    ),
+                ),
+                _ => p(key, format!("`{}` is not an https:// URL", w.url)),
+            }
+        }
+        if let Some(e) = &self.alerts.email {
+            if e.tls == SmtpTls::None && !is_loopback_host(&e.host) {
+                p(
+                    "alerts.email.tls".into(),
+                    format!(
+                        "\"none\" sends alerts in the clear: only to a relay on this machine, not `{}`; use \"starttls\"",
+                        e.host
+                    ),
+                );
+            }
+            if !e.from.contains('@') {
+                p(
+                    "alerts.email.from".into(),
+                    format!("`{}` is not an email address", e.from),
+                );
+            }
+            for (i, t) in e.to.iter().enumerate() {
+                if !t.contains('@') {
+                    p(
+                        format!("alerts.email.to[{i}]"),
+                        format!("`{t}` is not an email address"),
+                    );
+                }
+            }
+            if e.to.is_empty() && e.addresses.is_empty() {
+                p(
+                    "alerts.email.to".into(),
+                    "name who receives the alerts (and/or alerts.email.addresses for users)".into(),
+                );
+            }
+            if let Some(f) = &e.password_file
+                && !self.resolve(f).is_file()
+            {
+                p(
+                    "alerts.email.password_file".into(),
+                    format!("{}: no such file", self.resolve(f).display()),
+                );
+            }
+        }
+        if let Some(m) = &self.metrics {
+            match m.listen.parse::<std::net::SocketAddr>() {
+                Err(_) => p(
+                    "metrics.listen".into(),
+                    format!("`{}` is not an address:port, e.g. 127.0.0.1:9464", m.listen),
+                ),
+                Ok(a) if !a.ip().is_loopback() && !m.allow_remote => p(
+                    "metrics.listen".into(),
+                    format!(
+                        "`{}` is not a loopback address: the metrics name channels and banks; set metrics.allow_remote = true to serve it anyway",
+                        m.listen
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
         if self.banks.is_empty() {
             p(
                 "banks".into(),
@@ -1515,6 +1748,18 @@ impl DebtorAccountCfg {
     }
 }
 
+/// Whether `host` (`host`, `host:port`, `host/path`, `[::1]:port`) is this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.split('/').next().unwrap_or("");
+    let h = match h.strip_prefix('[') {
+        Some(r) => r.split(']').next().unwrap_or(""),
+        None => h.rsplit_once(':').map_or(h, |(a, _)| a),
+    };
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Deserializes section by section, so that a mistake in one channel does not hide a mistake in
 /// another; within a section, a faulty key is noted, removed, and the section tried again.
 fn deserialize_collecting(mut table: toml::Table, problems: &mut Vec<Problem>) -> Option<Config> {
@@ -1547,11 +1792,23 @@ fn deserialize_collecting(mut table: toml::Table, problems: &mut Vec<Problem>) -
             },
         }
     }
+    for (section, v) in table.iter_mut() {
+        match section.as_str() {
+            "archive" => drain_errors::<ArchiveCfg>(section, v, problems),
+            "alerts" => drain_errors::<Alerts>(section, v, problems),
+            "metrics" => drain_errors::<MetricsCfg>(section, v, problems),
+            _ => {}
+        }
+    }
     for key in table.keys() {
-        if !["paygate", "company", "banks", "channels"].contains(&key.as_str()) {
+        if ![
+            "paygate", "company", "banks", "channels", "archive", "alerts", "metrics",
+        ]
+        .contains(&key.as_str())
+        {
             problems.push(Problem {
                 key: key.clone(),
-                message: "unknown section; the sections are [paygate], [company], [banks.NAME] and [channels.NAME]".into(),
+                message: "unknown section; the sections are [paygate], [company], [banks.NAME], [channels.NAME], [archive], [alerts] and [metrics]".into(),
             });
         }
     }

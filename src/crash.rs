@@ -34,6 +34,7 @@ pub const CRASH_POINTS: &[&str] = &[
     "batch-created",
     "validated",
     "decided",
+    "source-archived",
     "rejection-written",
     "sealed-file-written",
     "sealed",

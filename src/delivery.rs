@@ -28,6 +28,8 @@ pub enum DeliveryError {
     Store(#[from] StoreError),
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 impl From<SealError> for DeliveryError {
@@ -90,6 +92,20 @@ pub fn keyring(
         &bank_keys,
         now,
     )?)
+}
+
+/// The company's and the bank's keys that expire within `days` (keys already expired or
+/// refused make this an error, as they do for sending).
+pub fn keyring_expiring(
+    cfg: &Config,
+    bank: &str,
+    days: u32,
+) -> Result<Vec<ExpiryWarning>, DeliveryError> {
+    let mut c = cfg.clone();
+    if let Some(p) = c.banks.get_mut(bank).and_then(|b| b.pgp.as_mut()) {
+        p.expiry_warning_days = days;
+    }
+    keyring(&c, bank, SystemTime::now()).map(|(_, w)| w)
 }
 
 fn transport_of<'a>(cfg: &'a Config, bank: &str) -> Result<&'a TransportCfg, DeliveryError> {
@@ -201,8 +217,9 @@ impl Spool {
     }
 
     fn create(&self) -> Result<(), DeliveryError> {
+        // Private (0700): the spool holds plaintext while a step needs it.
         for d in [&self.incoming, &self.opened, &self.quarantine] {
-            std::fs::create_dir_all(d).map_err(io(d))?;
+            crate::durable::create_private_dir(d).map_err(io(d))?;
         }
         Ok(())
     }
@@ -465,16 +482,85 @@ async fn process(
             };
             *reconciled = match applied {
                 Ok(a) => {
+                    // Kept for the audit only encrypted to the archive key, with each batch it
+                    // answered; then the plaintext and the download leave the spool.
+                    let name = path
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    let dst = crate::archive::path_for(
+                        cfg,
+                        a.batches.first().map(|b| b.batch),
+                        bank,
+                        "return",
+                        &name,
+                    );
+                    let (c, src, d) = (cfg.clone(), path.clone(), dst.clone());
+                    let sha = blocking(move || crate::archive::ArchiveKey::of(&c)?.store(&src, &d))
+                        .await?;
+                    let archived = dst.display().to_string();
+                    let batches: Vec<Option<i64>> = if a.batches.is_empty() {
+                        vec![None]
+                    } else {
+                        a.batches.iter().map(|b| Some(b.batch)).collect()
+                    };
+                    for b in batches {
+                        store
+                            .record_archived(
+                                b,
+                                Some(bank),
+                                "return",
+                                remote_name,
+                                &archived,
+                                &sha,
+                                Utc::now(),
+                            )
+                            .await?;
+                    }
                     store
                         .set_return_state(
                             id,
                             "processed",
                             signer.as_deref(),
                             None,
-                            Some(&path.display().to_string()),
+                            Some(&archived),
                             Utc::now(),
                         )
                         .await?;
+                    let _ = std::fs::remove_file(&*path);
+                    let _ = std::fs::remove_file(spooled);
+                    *path = dst;
+                    for b in &a.batches {
+                        if matches!(b.state.as_str(), "partially_rejected" | "rejected") {
+                            let n = b
+                                .changes
+                                .iter()
+                                .filter(|c| {
+                                    matches!(
+                                        c.to,
+                                        crate::reconcile::PaymentState::Rejected
+                                            | crate::reconcile::PaymentState::Returned
+                                    )
+                                })
+                                .count();
+                            let submitter =
+                                store.batch(b.batch).await.ok().and_then(|r| r.submitter);
+                            crate::alerts::raise(
+                                cfg,
+                                store,
+                                crate::alerts::Alert::new(
+                                    crate::alerts::kind::PAYMENTS_REJECTED,
+                                    format!("batch {} {}", b.batch, b.state),
+                                    format!("bank {bank} rejected or returned {n} payment(s) of batch {} (now {})", b.batch, b.state),
+                                    format!("read the result report in results/ (or paygate batch show {}); correct the payees' details and pay them in a new file", b.batch),
+                                )
+                                .batch(b.batch)
+                                .to(submitter),
+                            )
+                            .await;
+                        }
+                    }
                     Ok(describe_applied(&a))
                 }
                 Err(e) => {
@@ -485,6 +571,18 @@ async fn process(
         }
         FetchOutcome::Quarantined { reason, .. } => {
             tracing::error!(error_code = "return.quarantined", bank, file = %remote_name, "quarantined: {reason}");
+            crate::alerts::raise(
+                cfg,
+                store,
+                crate::alerts::Alert::new(
+                    crate::alerts::kind::RETURN_QUARANTINED,
+                    format!("{bank}/{remote_name}"),
+                    format!("a file from bank {bank} ({remote_name}) was quarantined: {reason}"),
+                    "look at it (paygate status lists it; the file and its reason are in quarantine/), and ask the bank to send it again if it is theirs",
+                )
+                .critical(),
+            )
+            .await;
             store
                 .set_return_state(id, "quarantined", None, Some(reason), None, Utc::now())
                 .await?;

@@ -32,3 +32,12 @@ pub fn write(
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write(path, |w| w.write_all(bytes))
 }
+
+/// Creates `dir` (and its parents) with mode 0700: a folder only paygate reads.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}

@@ -22,6 +22,8 @@ pub enum InboundError {
     Store(#[from] StoreError),
     #[error("writing the result report in {0}: {1}")]
     Results(PathBuf, std::io::Error),
+    #[error("archiving the result report: {0}")]
+    Archive(String),
 }
 
 /// What applying one report did.
@@ -210,6 +212,29 @@ pub async fn apply(
                 let dir = cfg.resolve(&ch.folder).join("results");
                 results = crate::results::write(&dir, &file, batch, ch, &after)
                     .map_err(|e| InboundError::Results(dir.clone(), e))?;
+                // A copy of each report is kept for the audit, encrypted to the archive key.
+                for r in &results {
+                    let name = r
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    let dst = crate::archive::path_for(cfg, Some(batch), "", "result", &name);
+                    let sha = crate::archive::ArchiveKey::of(cfg)
+                        .and_then(|k| k.store(r, &dst))
+                        .map_err(|e| InboundError::Archive(e.to_string()))?;
+                    store
+                        .record_archived(
+                            Some(batch),
+                            None,
+                            "result",
+                            &name,
+                            &dst.display().to_string(),
+                            &sha,
+                            Utc::now(),
+                        )
+                        .await?;
+                }
             } else {
                 applied.notes.push(format!(
                     "batch {batch}: channel `{}` is no longer configured: no result report written",

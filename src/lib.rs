@@ -4,7 +4,9 @@
 //!
 //! The modules mirror the pipeline; see ARCHITECTURE.md for the data flow and the invariants.
 
+pub mod alerts;
 pub mod approval;
+pub mod archive;
 pub mod bank;
 pub mod banksim;
 pub mod cli;
@@ -24,3 +26,4 @@ pub mod seal;
 pub mod store;
 pub mod transport;
 pub mod validate;
+pub mod vault;

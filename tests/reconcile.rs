@@ -25,8 +25,23 @@ struct Env {
 }
 
 fn config_text(dir: &Path) -> String {
+    // Result reports are archived encrypted to the archive key.
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (fpr, _, cert) = match std::fs::read_to_string(keys.join("archive.fpr")) {
+        Ok(f) => (f, (), keys.join("archive.pub.asc")),
+        Err(_) => {
+            let (f, _, c) =
+                paygate::seal::generate("Audit <audit@acme.example>", &keys, "archive", 1).unwrap();
+            std::fs::write(keys.join("archive.fpr"), f.to_hex()).unwrap();
+            (f.to_hex(), (), c)
+        }
+    };
     format!(
         r#"
+[archive]
+cert = "{}"
+fingerprint = "{fpr}"
 [paygate]
 data_dir = "data"
 [company]
@@ -48,6 +63,7 @@ debtor_account = "eur"
 folder = "{}"
 report_language = "en"
 "#,
+        cert.display(),
         dir.join("supplier").display()
     )
 }
@@ -98,7 +114,7 @@ async fn setup_with(msg: &str, input_text: &str) -> Env {
     .unwrap();
     assert_eq!(report.errors(), 0, "{:?}", report.findings);
     std::fs::create_dir_all(cfg.data_dir()).unwrap();
-    let store = Store::open(&cfg.database_url()).await.unwrap();
+    let store = Store::open_configured(&cfg).await.unwrap();
     let at = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap();
     let f = store
         .record_file("supplier", "run-2026-11.csv", &"ab".repeat(32), 10, at)
@@ -449,7 +465,7 @@ async fn a_report_recorded_but_not_applied_before_a_crash_is_applied_next_time()
     let xml = pain002("MSG-CRASH", "R10", "<GrpSts>ACCP</GrpSts>", "");
     // The previous process recorded the report and died before applying it.
     let cfg = Config::load(&env.config).unwrap();
-    let store = Store::open(&cfg.database_url()).await.unwrap();
+    let store = Store::open_configured(&cfg).await.unwrap();
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(xml.as_bytes()));
     let at = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();

@@ -271,13 +271,12 @@ fn ask_or_store(config_path: &Path, req: &Request) -> Result<Response, Exit> {
                 .build()
                 .expect("tokio runtime");
             rt.block_on(async {
-                let store = crate::store::Store::open(&cfg.database_url())
+                let store = crate::store::Store::open_configured(&cfg)
                     .await
                     .map_err(|e| {
                         eprintln!("paygate: {e}");
                         Exit::Usage
-                    })?
-                    .with_audit_anchor(cfg.data_dir().join("audit.anchor"));
+                    })?;
                 let r = match req {
                     Request::AuditVerify => match store.verify_audit().await {
                         Ok(Ok(n)) => Response {

@@ -151,6 +151,22 @@ pub fn reload(config_path: &Path) -> Exit {
     }
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Acknowledge an alert: it leaves the open list, and the same alert may be sent again
+    /// when it happens again (audited)
+    Ack { id: i64 },
+}
+
+pub fn alerts(cmd: AlertsCommand, config_path: &Path) -> Exit {
+    match cmd {
+        AlertsCommand::Ack { id } => match ask(config_path, &Request::AlertAck { id }) {
+            Ok(r) => answer(r),
+            Err(e) => e,
+        },
+    }
+}
+
 pub fn status(args: StatusArgs, config_path: &Path) -> Exit {
     let resp = match ask(config_path, &Request::Status) {
         Ok(r) => r,
@@ -198,6 +214,28 @@ pub fn render_status(s: &Status) -> String {
     }
     for (state, n) in &s.batches {
         o.push_str(&format!("  {state:<20} {n}\n"));
+    }
+    o.push_str("\nopen alerts\n");
+    if s.alerts.is_empty() {
+        o.push_str("  none\n");
+    }
+    for a in &s.alerts {
+        o.push_str(&format!(
+            "  #{:<4} {:<8} {:<20} {}{}\n        what to do: {}\n",
+            a.id,
+            a.severity,
+            a.kind,
+            a.summary,
+            if a.times > 1 {
+                format!(" (raised {} times)", a.times)
+            } else {
+                String::new()
+            },
+            a.action
+        ));
+        for p in &a.pending {
+            o.push_str(&format!("        not delivered yet: {p}\n"));
+        }
     }
     o.push_str("\nwaiting for approval\n");
     o.push_str(&render_pending(&s.pending_approvals));

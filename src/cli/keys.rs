@@ -22,9 +22,12 @@ pub enum Command {
     },
     /// Show a key file: fingerprint, user ids, validity, subkeys
     Show { file: PathBuf },
+    /// Re-encrypt the payment data in the store under a new data key (stop the daemon first;
+    /// resumable: run it again after an interruption; audited)
+    RotateDataKey,
 }
 
-pub fn run(cmd: Command) -> Exit {
+pub fn run(cmd: Command, config_path: &std::path::Path) -> Exit {
     match cmd {
         Command::Generate {
             userid,
@@ -63,6 +66,7 @@ pub fn run(cmd: Command) -> Exit {
                 }
             }
         }
+        Command::RotateDataKey => rotate_data_key(config_path),
         Command::Show { file } => match crate::seal::describe(&file) {
             Ok(s) => {
                 print!("{s}");
@@ -74,4 +78,128 @@ pub fn run(cmd: Command) -> Exit {
             }
         },
     }
+}
+
+/// A new data key becomes current (written to the key file beside the old one before any row
+/// changes), every row is re-encrypted under it a thousand at a time, and only when none is
+/// left under an old key are the old keys removed from the file. Killed anywhere, every row
+/// stays readable, and running it again continues.
+fn rotate_data_key(config_path: &std::path::Path) -> Exit {
+    let cfg = match super::load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    if std::os::unix::net::UnixStream::connect(cfg.control_socket()).is_ok() {
+        eprintln!(
+            "paygate: the daemon is running ({}): stop it first (systemctl stop paygate); it holds the data key in memory",
+            cfg.control_socket().display()
+        );
+        return Exit::Usage;
+    }
+    let me = crate::daemon::folders::current_user();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("paygate: {e}");
+        Exit::Usage
+    };
+    rt.block_on(async {
+        // Opening creates the key file when there is none yet.
+        let store = match crate::store::Store::open_configured(&cfg).await {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
+        let path = crate::vault::key_path(
+            cfg.paygate
+                .data_key
+                .as_ref()
+                .map(|p| cfg.resolve(p))
+                .as_deref(),
+            &cfg.data_dir(),
+        );
+        let mut keys = match crate::vault::DataKeys::load(&path) {
+            Ok(k) => k,
+            Err(e) => return fail(&e),
+        };
+        let now = chrono::Utc::now();
+        let (action, details) = if keys.held().len() == 1 {
+            let old = keys.current();
+            let new = keys.add_key();
+            if let Err(e) = keys.save(&path) {
+                return fail(&e);
+            }
+            (
+                "data_key.rotation_started",
+                format!("data key {old} -> {new}; key file {}", path.display()),
+            )
+        } else {
+            (
+                "data_key.rotation_resumed",
+                format!(
+                    "keys held {:?}, current {}; key file {}",
+                    keys.held(),
+                    keys.current(),
+                    path.display()
+                ),
+            )
+        };
+        if let Err(e) = store.audit_at_rest(&me, action, &details, now).await {
+            return fail(&e);
+        }
+        println!("{action}: {details}");
+        store.close().await;
+        let store = match crate::store::Store::open_configured(&cfg).await {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
+        let todo = match store.rows_off_current_key().await {
+            Ok(n) => n,
+            Err(e) => return fail(&e),
+        };
+        println!("{todo} payment rows to re-encrypt");
+        let done = match store
+            .reencrypt(1000, |n| {
+                if n % 10_000 == 0 {
+                    println!("  {n} of {todo}");
+                }
+            })
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => return fail(&e),
+        };
+        match store.rows_off_current_key().await {
+            Ok(0) => {}
+            Ok(n) => {
+                return fail(&format!(
+                    "{n} rows are still under an old key; run the rotation again"
+                ));
+            }
+            Err(e) => return fail(&e),
+        }
+        let retired = keys.retire_old_keys();
+        if let Err(e) = keys.save(&path) {
+            return fail(&e);
+        }
+        let details = format!(
+            "{} payment rows re-encrypted under data key {}; keys {retired:?} removed from {}",
+            done.rows,
+            keys.current(),
+            path.display()
+        );
+        if let Err(e) = store
+            .audit_at_rest(&me, "data_key.rotated", &details, chrono::Utc::now())
+            .await
+        {
+            return fail(&e);
+        }
+        println!("data_key.rotated: {details}");
+        println!(
+            "Back up {} now: the old key no longer opens anything.",
+            path.display()
+        );
+        Exit::Ok
+    })
 }

@@ -6,6 +6,7 @@ mod check_config;
 mod convert;
 mod daemon;
 mod demo;
+mod export;
 mod formats;
 mod keys;
 mod pgp;
@@ -91,6 +92,9 @@ enum Command {
     Status(daemon::StatusArgs),
     /// Reload the running daemon's config (as SIGHUP does)
     Reload,
+    /// Alerts: acknowledge one (audited); `paygate status` lists the open ones
+    #[command(subcommand)]
+    Alerts(daemon::AlertsCommand),
     /// Users and their roles: list, add, grant, revoke, disable, enable, review
     #[command(subcommand)]
     Users(access::UsersCommand),
@@ -98,6 +102,8 @@ enum Command {
     Audit(access::AuditArgs),
     /// Play the bank's side of a transport (joint testing, demos): answers pain.002 and camt.054
     BankSim(sim::Args),
+    /// Give an auditor the decrypted originals of one batch (audited)
+    Export(export::Args),
     /// The daemon and a simulated bank end to end, on embedded defaults, with no setup
     Demo(demo::Args),
 }
@@ -123,11 +129,12 @@ pub fn main() -> ExitCode {
     let config_path = cli.config.clone().unwrap_or_else(default_config_path);
     let exit = match cli.command {
         Command::Validate(a) => validate::run(a, &config_path),
+        Command::Export(a) => export::run(a, &config_path),
         Command::Convert(a) => convert::run(a, &config_path),
         Command::Formats(a) => formats::run(a, &config_path),
         Command::CheckConfig(a) => check_config::run(a, &config_path),
         Command::Check(a) => wire::check(a, &config_path),
-        Command::Keys(c) => keys::run(c),
+        Command::Keys(c) => keys::run(c, &config_path),
         Command::Seal(a) => pgp::seal(a, &config_path),
         Command::Open(a) => pgp::open(a, &config_path),
         Command::Send(a) => wire::send(a, &config_path),
@@ -142,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Readmit(a) => daemon::readmit(a, &config_path),
         Command::Status(a) => daemon::status(a, &config_path),
         Command::Reload => daemon::reload(&config_path),
+        Command::Alerts(c) => daemon::alerts(c, &config_path),
         Command::Users(c) => access::users(c, &config_path),
         Command::Audit(a) => access::audit(a, &config_path),
         Command::BankSim(a) => sim::run(a),

@@ -159,13 +159,10 @@ async fn store(cfg: &crate::config::Config) -> Result<Store, Exit> {
         eprintln!("paygate: {}: {e}", cfg.data_dir().display());
         Exit::Usage
     })?;
-    Store::open(&cfg.database_url())
-        .await
-        .map(|s| s.with_audit_anchor(cfg.data_dir().join("audit.anchor")))
-        .map_err(|e| {
-            eprintln!("paygate: {e}");
-            Exit::Usage
-        })
+    Store::open_configured(cfg).await.map_err(|e| {
+        eprintln!("paygate: {e}");
+        Exit::Usage
+    })
 }
 
 /// Prints what applying a report did.

@@ -60,13 +60,10 @@ async fn open_store(cfg: &Config) -> Result<Store, Exit> {
         eprintln!("paygate: data directory {}: {e}", cfg.data_dir().display());
         Exit::Usage
     })?;
-    Store::open(&cfg.database_url())
-        .await
-        .map(|s| s.with_audit_anchor(cfg.data_dir().join("audit.anchor")))
-        .map_err(|e| {
-            eprintln!("paygate: {e}");
-            Exit::Usage
-        })
+    Store::open_configured(cfg).await.map_err(|e| {
+        eprintln!("paygate: {e}");
+        Exit::Usage
+    })
 }
 
 pub fn send(args: SendArgs, config_path: &Path) -> Exit {

@@ -35,6 +35,9 @@ pub enum Request {
         reason: Option<String>,
     },
     Reload,
+    AlertAck {
+        id: i64,
+    },
     /// Batches waiting for approval, with what they need and who may give it.
     Pending,
     UsersList,
@@ -281,10 +284,32 @@ async fn handle(ctx: &Arc<Ctx>, user: &str, req: Request) -> Response {
                         "batch {batch} declined by {user}; it will not be sent"
                     ))
                 }
-                Err(e) => Response::err(e.to_string()),
+                Err(e) => {
+                    if matches!(e, crate::store::AccessError::Refused(_)) {
+                        super::note_refusal(ctx, user, &format!("decline batch {batch}")).await;
+                    }
+                    Response::err(e.to_string())
+                }
             }
         }
         Request::Readmit { path, reason } => readmit(ctx, user, &path, reason).await,
+        Request::AlertAck { id } => {
+            if let Err(m) = reader(
+                ctx,
+                user,
+                &[Role::Admin, Role::Approver, Role::Auditor],
+                "acknowledge an alert",
+            )
+            .await
+            {
+                return Response::err(m);
+            }
+            match ctx.store.ack_alert(id, user, chrono::Utc::now()).await {
+                Ok(true) => Response::ok(format!("alert {id} acknowledged by {user} (audited)")),
+                Ok(false) => Response::err(format!("no open alert {id}")),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
         Request::Reload => {
             if let Err(e) = ctx
                 .store
@@ -555,7 +580,10 @@ async fn reader(ctx: &Arc<Ctx>, user: &str, roles: &[Role], action: &str) -> Res
             let _ = ctx.store.role_used(user, g, chrono::Utc::now()).await;
             Ok(())
         }
-        Err(r) => Err(r.to_string()),
+        Err(r) => {
+            super::note_refusal(ctx, user, action).await;
+            Err(r.to_string())
+        }
     }
 }
 
@@ -581,7 +609,10 @@ async fn reader_all(
             let _ = ctx.store.role_used(user, g, chrono::Utc::now()).await;
             Ok(())
         }
-        Err(r) => Err(r.to_string()),
+        Err(r) => {
+            super::note_refusal(ctx, user, action).await;
+            Err(r.to_string())
+        }
     }
 }
 
@@ -773,6 +804,9 @@ async fn approve(ctx: &Arc<Ctx>, user: &str, batch: i64, comment: Option<String>
                 error_code = "approval.refused",
                 "{e}"
             );
+            if matches!(e, crate::store::AccessError::Refused(_)) {
+                super::note_refusal(ctx, user, &format!("approve batch {batch}")).await;
+            }
             Response::err(e.to_string())
         }
     }

@@ -10,8 +10,11 @@
 
 pub mod control;
 pub mod folders;
+pub mod metrics;
 pub mod pickup;
+pub mod spool;
 pub mod stages;
+pub mod watch;
 
 use crate::config::{Config, ConfigError, Encryption, TransportKind, WatchMode};
 use crate::model::BatchState;
@@ -42,6 +45,10 @@ pub enum DaemonError {
     DataDir(PathBuf, std::io::Error),
     #[error("{0}")]
     Admin(String),
+    #[error("{0}")]
+    Mode(#[from] crate::vault::VaultError),
+    #[error("{0}")]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 impl DaemonError {
@@ -55,6 +62,8 @@ impl DaemonError {
                 | DaemonError::Socket(_)
                 | DaemonError::DataDir(..)
                 | DaemonError::Admin(_)
+                | DaemonError::Mode(_)
+                | DaemonError::Archive(_)
         )
     }
 }
@@ -68,6 +77,12 @@ pub struct BankStatus {
     pub last_error: Option<String>,
     pub failures: u32,
     pub next_poll: Option<String>,
+    /// Failed polls since start.
+    #[serde(skip)]
+    pub failures_total: u64,
+    /// The first failure of the current run of failures (polls and uploads).
+    #[serde(skip)]
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// What every task shares.
@@ -84,6 +99,8 @@ pub struct Ctx {
     pub started: Instant,
     pub started_at: DateTime<Utc>,
     banks: Mutex<BTreeMap<String, BankStatus>>,
+    /// Refused requests per user (the last hour's), for the repeated-refusals alert.
+    pub refusals: Mutex<HashMap<String, Vec<Instant>>>,
     /// Failed batch steps: when to try again.
     retry: Mutex<HashMap<i64, (Instant, u32)>>,
     /// Cancels the watchers and pollers of the current config (replaced on reload).
@@ -124,6 +141,7 @@ pub struct RunOptions {
 pub struct Prepared {
     pub ctx: Arc<Ctx>,
     listener: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 /// Loads and checks everything; creates missing folders. Any problem here is a setup problem
@@ -139,12 +157,49 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     }
     let data = cfg.data_dir();
     pickup::create_private_dir(&data).map_err(|e| DaemonError::DataDir(data.clone(), e))?;
-    let store = Store::open(&cfg.database_url())
-        .await?
-        .with_audit_anchor(data.join("audit.anchor"));
+    let store = Store::open_configured(&cfg).await?;
+    check_modes(&cfg)?;
+    crate::archive::ArchiveKey::of(&cfg)?;
+    if store.rows_off_current_key().await? > 0 {
+        let at = Utc::now();
+        let done = store.reencrypt(1000, |_| {}).await?;
+        store
+            .audit_at_rest(
+                "paygate:daemon",
+                "data.reencrypted",
+                &format!(
+                    "{} payment rows brought under data key {} at start, {} payees hashed",
+                    done.rows,
+                    store.data_key_current()?,
+                    done.payees
+                ),
+                at,
+            )
+            .await?;
+        tracing::info!(
+            stage = "at_rest",
+            "{} payment rows brought under the current data key",
+            done.rows
+        );
+    }
+    let removed = self::spool::clean(&cfg, &store).await?;
+    if removed > 0 {
+        tracing::info!(
+            stage = "at_rest",
+            "removed {removed} plaintext file(s) a crash left in the private spool"
+        );
+    }
     bootstrap_admin(&cfg, &store).await?;
     let listener = control::bind(&cfg.control_socket(), cfg.paygate.control_group.as_deref())
         .map_err(DaemonError::Socket)?;
+    let metrics = match &cfg.metrics {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(&m.listen)
+                .await
+                .map_err(|e| DaemonError::Socket(format!("metrics.listen {}: {e}", m.listen)))?,
+        ),
+        None => None,
+    };
     for (name, b) in &cfg.banks {
         if b.encryption == Encryption::None {
             tracing::warn!(bank = %name, error_code = "bank.unencrypted", "bank `{name}` has encryption = \"none\": its files are sent and read WITHOUT OpenPGP; the SFTP channel is their only protection");
@@ -161,11 +216,16 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
         started_at: Utc::now(),
         banks: Mutex::new(BTreeMap::new()),
         retry: Mutex::new(HashMap::new()),
+        refusals: Mutex::new(HashMap::new()),
         generation: Mutex::new(CancellationToken::new()),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     });
-    Ok(Prepared { ctx, listener })
+    Ok(Prepared {
+        ctx,
+        listener,
+        metrics,
+    })
 }
 
 /// The config's bootstrap admin holds `admin` on every channel; without one nobody could
@@ -188,6 +248,67 @@ async fn bootstrap_admin(cfg: &Config, store: &Store) -> Result<(), DaemonError>
             "{admin} holds admin on every channel (paygate.admin)"
         );
     }
+    Ok(())
+}
+
+/// The narrowest modes that work, checked at start as ssh checks its keys: the database and
+/// its journal files, the key files and the audit anchor 0600; the spool, outbox, archive and
+/// key folders 0700; the data folder writable by paygate alone (it may be 0755, so that others
+/// reach the control socket); the socket itself is made 0660 by `control::bind`.
+fn check_modes(cfg: &Config) -> Result<(), crate::vault::VaultError> {
+    use crate::vault::check_private;
+    let data = cfg.data_dir();
+    check_private(
+        &data,
+        0o755,
+        "it holds the store, the spool and the archive: nobody else may write in it",
+    )?;
+    let db = cfg.database_url();
+    if let Some(file) = db.strip_prefix("sqlite://").or(db.strip_prefix("sqlite:")) {
+        let file = file.split('?').next().unwrap_or("");
+        for suffix in ["", "-wal", "-shm"] {
+            check_private(
+                Path::new(&format!("{file}{suffix}")),
+                0o600,
+                "the store holds the payments and the audit trail",
+            )?;
+        }
+    }
+    for (dir, why) in [
+        (
+            data.join("spool"),
+            "it holds files while a step needs them in plaintext",
+        ),
+        (
+            data.join("outbox"),
+            "it holds rendered bank files until they are sealed",
+        ),
+        (
+            data.join("archive"),
+            "it holds every file kept for the audit",
+        ),
+        (data.join("keys"), "it holds the data key"),
+    ] {
+        check_private(&dir, 0o700, why)?;
+    }
+    let key = crate::vault::key_path(
+        cfg.paygate
+            .data_key
+            .as_ref()
+            .map(|p| cfg.resolve(p))
+            .as_deref(),
+        &data,
+    );
+    check_private(
+        &key,
+        0o600,
+        "it holds the keys to the payment data in the store",
+    )?;
+    check_private(
+        &data.join("audit.anchor"),
+        0o600,
+        "it anchors the audit trail",
+    )?;
     Ok(())
 }
 
@@ -225,7 +346,21 @@ pub async fn run(config_path: &Path, opts: RunOptions) -> Result<(), DaemonError
 
 /// Starts every task (after recovering what an earlier run left in `processing/`).
 pub async fn start(prepared: Prepared) {
-    let Prepared { ctx, listener } = prepared;
+    let Prepared {
+        ctx,
+        listener,
+        metrics,
+    } = prepared;
+    if let Some(m) = metrics {
+        if let Ok(a) = m.local_addr() {
+            tracing::info!(stage = "metrics", "serving http://{a}/metrics");
+        }
+        ctx.tasks.spawn(self::metrics::serve(
+            ctx.clone(),
+            m,
+            ctx.shutdown.child_token(),
+        ));
+    }
     ctx.tasks.spawn(control::serve(
         ctx.clone(),
         listener,
@@ -242,6 +377,8 @@ pub async fn start(prepared: Prepared) {
     start_generation(&ctx);
     ctx.tasks
         .spawn(scheduler(ctx.clone(), ctx.shutdown.child_token()));
+    ctx.tasks
+        .spawn(watch::run(ctx.clone(), ctx.shutdown.child_token()));
 }
 
 /// Starts the watchers and pollers of the current config.
@@ -661,22 +798,94 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
             BatchState::Sealed | BatchState::Uploading => stages::upload(&ctx2, &row).await,
             _ => Ok(()),
         };
-        let mut retry = ctx2.retry.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(()) => {
-                retry.remove(&row.id);
-                ctx2.kick.notify_one();
+        let failed = {
+            let mut retry = ctx2.retry.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(()) => {
+                    retry.remove(&row.id);
+                    ctx2.kick.notify_one();
+                    None
+                }
+                Err(e) => {
+                    let failures = retry.get(&row.id).map_or(0, |r| r.1) + 1;
+                    let wait = stages::backoff(failures);
+                    retry.insert(row.id, (Instant::now() + wait, failures));
+                    tracing::error!(batch = row.id, channel = %row.channel, stage = %row.state, error_code = "step.failed", "batch {} ({}): {e}; trying again in {wait:?}", row.id, row.state);
+                    Some(e)
+                }
             }
-            Err(e) => {
-                let failures = retry.get(&row.id).map_or(0, |r| r.1) + 1;
-                let wait = stages::backoff(failures);
-                retry.insert(row.id, (Instant::now() + wait, failures));
-                tracing::error!(batch = row.id, channel = %row.channel, stage = %row.state, error_code = "step.failed", "batch {} ({}): {e}; trying again in {wait:?}", row.id, row.state);
-            }
+        };
+        if let Some(e) = failed {
+            step_failed(&ctx2, &row, &e).await;
         }
-        drop(retry);
         ctx2.done(&key);
     });
+}
+
+/// A request refused to `user` (permission, segregation of duties, limits): after
+/// `alerts.refusals_per_hour` within an hour, an alert.
+pub async fn note_refusal(ctx: &Arc<Ctx>, user: &str, what: &str) {
+    let n = {
+        let mut r = ctx.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let v = r.entry(user.to_string()).or_default();
+        v.retain(|t| t.elapsed() < Duration::from_secs(3600));
+        v.push(Instant::now());
+        v.len() as u64
+    };
+    let cfg = ctx.cfg();
+    if n >= cfg.alerts.refusals_per_hour.max(1) {
+        crate::alerts::raise(
+            &cfg,
+            &ctx.store,
+            crate::alerts::Alert::new(
+                crate::alerts::kind::ACCESS_REFUSALS,
+                format!("user {user}"),
+                format!("{user} was refused {n} times within an hour; the last: {what}"),
+                format!("check with {user} what they are trying to do; paygate audit --user {user} shows the refusals that were audited"),
+            )
+            .critical(),
+        )
+        .await;
+    }
+}
+
+/// A failed upload counts toward the bank being unreachable; a refused host key or bank key
+/// is an alert of its own.
+async fn step_failed(ctx: &Arc<Ctx>, row: &crate::store::BatchRow, e: &stages::StepError) {
+    use crate::delivery::DeliveryError;
+    use crate::transport::TransportError;
+    let cfg = ctx.cfg();
+    if let stages::StepError::Delivery(d) = e {
+        let refused = match d {
+            DeliveryError::Transport(t) => matches!(
+                **t,
+                TransportError::HostKeyChanged { .. } | TransportError::HostKeyUnknown { .. }
+            ),
+            DeliveryError::Seal(_) => true,
+            _ => false,
+        };
+        if refused {
+            crate::alerts::raise(
+                &cfg,
+                &ctx.store,
+                crate::alerts::Alert::new(
+                    crate::alerts::kind::KEY_REFUSED,
+                    format!("bank {}", row.bank),
+                    format!("batch {} is not sent to bank {}: {e}", row.id, row.bank),
+                    "a changed host key or bank key is refused until it is confirmed with the bank over a second channel and pinned in the config (paygate check)",
+                )
+                .batch(row.id)
+                .critical(),
+            )
+            .await;
+        }
+        if matches!(d, DeliveryError::Transport(_)) {
+            let mut banks = ctx.banks.lock().unwrap_or_else(|p| p.into_inner());
+            let st = banks.entry(row.bank.clone()).or_default();
+            st.last_error = Some(format!("{}: {e}", Utc::now().to_rfc3339()));
+            st.failing_since.get_or_insert(Utc::now());
+        }
+    }
 }
 
 /// Fetches a bank's return files every `poll_secs` (backing off while it is unreachable) and
@@ -706,6 +915,26 @@ async fn poll_bank(ctx: Arc<Ctx>, bank: String, token: CancellationToken) {
                     error_code = "bank.unreachable",
                     "fetching from bank {bank}: {e}"
                 );
+                if let crate::delivery::DeliveryError::Transport(t) = e
+                    && matches!(
+                        **t,
+                        crate::transport::TransportError::HostKeyChanged { .. }
+                            | crate::transport::TransportError::HostKeyUnknown { .. }
+                    )
+                {
+                    crate::alerts::raise(
+                        &cfg,
+                        &ctx.store,
+                        crate::alerts::Alert::new(
+                            crate::alerts::kind::KEY_REFUSED,
+                            format!("bank {bank}"),
+                            format!("bank {bank}'s server is refused: {e}"),
+                            "a changed host key is refused until it is confirmed with the bank over a second channel and pinned in the config (paygate check)",
+                        )
+                        .critical(),
+                    )
+                    .await;
+                }
                 (every * 2u32.saturating_pow(failures.min(6))).min(Duration::from_secs(900))
             }
         };
@@ -717,10 +946,13 @@ async fn poll_bank(ctx: Arc<Ctx>, bank: String, token: CancellationToken) {
                 Ok(_) => {
                     st.last_success = Some(now.to_rfc3339());
                     st.failures = 0;
+                    st.failing_since = None;
                 }
                 Err(e) => {
                     st.last_error = Some(format!("{}: {e}", now.to_rfc3339()));
                     st.failures = failures;
+                    st.failures_total += 1;
+                    st.failing_since.get_or_insert(now);
                 }
             }
             st.next_poll =
@@ -748,6 +980,9 @@ pub struct Status {
     pub batches: BTreeMap<String, i64>,
     pub pending_approvals: Vec<PendingApproval>,
     pub banks: Vec<BankLine>,
+    /// Alerts nobody acknowledged yet, newest first.
+    #[serde(default)]
+    pub alerts: Vec<crate::store::StoredAlert>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -930,6 +1165,7 @@ pub async fn status(ctx: &Arc<Ctx>) -> Result<Status, StoreError> {
         started_at: ctx.started_at.to_rfc3339(),
         uptime_secs: ctx.started.elapsed().as_secs(),
         config: ctx.config_path.display().to_string(),
+        alerts: ctx.store.open_alerts().await?,
         channels,
         batches,
         pending_approvals: pending,

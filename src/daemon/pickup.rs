@@ -390,13 +390,7 @@ fn validate_sync(
     })
 }
 
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
+pub use crate::durable::create_private_dir;
 
 /// Takes a batch from wherever the store says it is to the end of pickup.
 #[allow(clippy::too_many_arguments)]
@@ -447,6 +441,19 @@ async fn finish(
             folders::sync_dir(&f.rejected);
             folders::sync_dir(&f.processing);
             tracing::warn!(batch = row.id, channel, stage = "rejected", error_code = "batch.invalid", file = %name, "{} errors: moved to {} with {to_name}.errors.txt and .errors.csv", v.findings.errors(), to.display());
+            crate::alerts::raise(
+                cfg,
+                &ctx.store,
+                crate::alerts::Alert::new(
+                    crate::alerts::kind::FILE_REJECTED,
+                    format!("batch {}", row.id),
+                    format!("{name} on channel {channel} was rejected: {} errors, nothing was sent", v.findings.errors()),
+                    format!("read rejected/{to_name}.errors.txt, fix the file and drop it into inbound/ again"),
+                )
+                .batch(row.id)
+                .to(row.submitter.clone()),
+            )
+            .await;
             Ok(())
         }
         BatchState::AwaitingApproval if row.approvals_required.is_none() => {
@@ -466,6 +473,28 @@ async fn finish(
         }
         BatchState::AwaitingApproval | BatchState::Approved => {
             archive(ctx, f, &row, claimed, name).await?;
+            if row.state == BatchState::AwaitingApproval {
+                let approvers = ctx.store.approvers_of(channel).await.unwrap_or_default();
+                let need = row.approvals_required.unwrap_or(1);
+                crate::alerts::raise(
+                    cfg,
+                    &ctx.store,
+                    crate::alerts::Alert::new(
+                        crate::alerts::kind::APPROVAL_WAITING,
+                        format!("batch {}", row.id),
+                        format!(
+                            "batch {} ({name}, {} payments, channel {channel}) waits for {need} approval(s): {}",
+                            row.id,
+                            row.payment_count,
+                            row.approval_reasons.join("; ")
+                        ),
+                        format!("review it (paygate batch show {}) and run paygate approve {} or paygate reject {}", row.id, row.id, row.id),
+                    )
+                    .batch(row.id)
+                    .to(approvers),
+                )
+                .await;
+            }
             ctx.kick.notify_one();
             Ok(())
         }
@@ -480,16 +509,28 @@ async fn archive(
     claimed: &Path,
     name: &str,
 ) -> Result<(), PickupError> {
-    let to = folders::move_into(
-        claimed,
-        &f.archive,
-        &format!("batch{}-{name}", row.id),
-        &Utc::now().format("%Y%m%dT%H%M%S").to_string(),
-    )
-    .map_err(io(claimed))?;
+    // Stored only encrypted to the archive key; the plaintext leaves `processing/` after.
+    let to = f.archive.join(format!(
+        "batch{}-{}.pgp",
+        row.id,
+        crate::transport::safe_local_name(name)
+    ));
+    let cfg = ctx.cfg();
+    let (src, dst) = (claimed.to_path_buf(), to.clone());
+    let sha = tokio::task::spawn_blocking(move || {
+        crate::archive::ArchiveKey::of(&cfg)?.store(&src, &dst)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    .map_err(|e| PickupError::Setup(e.to_string()))?;
+    let path = to.display().to_string();
     ctx.store
-        .set_archived_path(row.file_id, &to.display().to_string())
+        .record_archived(Some(row.id), None, "source", name, &path, &sha, Utc::now())
         .await?;
+    ctx.store.set_archived_path(row.file_id, &path).await?;
+    super::crash_point("source-archived");
+    std::fs::remove_file(claimed).map_err(io(claimed))?;
+    folders::sync_dir(&f.processing);
     Ok(())
 }
 
@@ -785,6 +826,24 @@ pub async fn note_to_submitter(ctx: &Ctx, batch: i64, what: &str, why: &str) {
     let Ok(row) = ctx.store.batch(batch).await else {
         return;
     };
+    let kind = if what == "expired" {
+        crate::alerts::kind::BATCH_EXPIRED
+    } else {
+        crate::alerts::kind::BATCH_DECLINED
+    };
+    crate::alerts::raise(
+        &cfg,
+        &ctx.store,
+        crate::alerts::Alert::new(
+            kind,
+            format!("batch {batch}"),
+            format!("batch {batch} on channel {} was {what}: {why}; nothing of it is sent", row.channel),
+            "fix the file and drop it into inbound/ again, or ask an approver (see rejected/ for the note)",
+        )
+        .batch(batch)
+        .to(row.submitter.clone()),
+    )
+    .await;
     let Some(ch) = cfg.channel(&row.channel) else {
         return;
     };

@@ -106,6 +106,38 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
     );
     let sha = blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst)).await?;
     super::crash_point("sealed-file-written");
+    // Both kept for the audit, encrypted to the archive key, before the seal is recorded: a
+    // crash before `sealed` seals (and archives) again under the same names.
+    let plain_name = remote
+        .strip_suffix(".pgp")
+        .or_else(|| remote.strip_suffix(".gpg"))
+        .unwrap_or(&remote)
+        .to_string();
+    for (kind, name, src) in [
+        ("rendered", plain_name, rendered.clone()),
+        ("sealed", remote.clone(), sealed.clone()),
+    ] {
+        let dst = crate::archive::path_for(&cfg, Some(row.id), &row.bank, kind, &name);
+        let (c, d) = (cfg.clone(), dst.clone());
+        let plain_sha = blocking(move || {
+            crate::archive::ArchiveKey::of(&c)
+                .map_err(|e| StepError::Setup(e.to_string()))?
+                .store(&src, &d)
+                .map_err(|e| StepError::Setup(e.to_string()))
+        })
+        .await?;
+        ctx.store
+            .record_archived(
+                Some(row.id),
+                Some(&row.bank),
+                kind,
+                &name,
+                &dst.display().to_string(),
+                &plain_sha,
+                Utc::now(),
+            )
+            .await?;
+    }
     ctx.store
         .mark_sealed(
             row.id,
@@ -116,8 +148,7 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         )
         .await?;
     super::crash_point("sealed");
-    // The plaintext is not needed any more: the sealed file is archived (and encrypted to the
-    // company's own key, so that it stays readable for audits).
+    // The plaintext is not needed any more: it is archived, encrypted to the archive key.
     if encryption == Encryption::Openpgp {
         let _ = std::fs::remove_file(&rendered);
     }
@@ -277,6 +308,11 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
                 .mark_sent(row.id, &row.bank, word, size, Utc::now())
                 .await?;
             super::crash_point("sent");
+            // Sent: the batch's outbox (its sealed file; with encryption = "none" that is the
+            // plaintext) is not needed any more; the archive keeps both, encrypted.
+            if let Some(msg_id) = &row.msg_id {
+                let _ = std::fs::remove_dir_all(super::pickup::outbox(&cfg, msg_id));
+            }
             tracing::info!(batch = row.id, channel = %row.channel, stage = "sent", "batch {} sent to bank {} as {name} ({size} bytes, {word})", row.id, row.bank);
             Ok(())
         }

@@ -804,9 +804,9 @@ impl Store {
         let mut s = ScrutinyFacts::default();
         if q.new_beneficiary {
             const NEW: &str = "FROM payments p WHERE p.batch_id = $1 AND NOT EXISTS
-                 (SELECT 1 FROM payees y WHERE y.channel = $2 AND y.account = p.account)";
+                 (SELECT 1 FROM payee_lookup y WHERE y.channel = $2 AND y.account_hmac = p.account_hmac)";
             s.new_payee_count = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(DISTINCT p.account) {NEW}"
+                "SELECT COUNT(DISTINCT p.account_hmac) {NEW}"
             )))
             .bind(batch)
             .bind(&q.channel)
@@ -814,23 +814,28 @@ impl Store {
             .await?
             .get::<i64, _>(0) as u64;
             if s.new_payee_count > 0 {
-                s.new_payees = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT p.row_no, p.account {NEW} ORDER BY p.row_no LIMIT 3"
+                // Named masked: the reasons go into the batch's record and the audit trail.
+                let keys = self.keys()?;
+                for r in sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT p.row_no, p.account, p.enc_key {NEW} ORDER BY p.row_no LIMIT 3"
                 )))
                 .bind(batch)
                 .bind(&q.channel)
                 .fetch_all(&mut *tx)
                 .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
+                {
+                    let row_no: i64 = r.get(0);
+                    let account = super::Sealed::new(keys, r.get(2), batch, row_no)
+                        .open("account", r.get(1))?;
+                    s.new_payees.push((row_no, crate::results::mask(&account)));
+                }
             }
         }
         if let Some(f) = q.outlier_factor {
             // amount > f × largest, in integers: amount × 10^scale > mantissa × largest.
             let f = f.round_dp(4).normalize();
             let (num, den) = (f.mantissa() as i64, 10i64.pow(f.scale()));
-            const OUT: &str = "FROM payments p JOIN payees y ON y.channel = $2 AND y.account = p.account AND y.currency = p.currency
+            const OUT: &str = "FROM payments p JOIN payee_lookup y ON y.channel = $2 AND y.account_hmac = p.account_hmac AND y.currency = p.currency
                  WHERE p.batch_id = $1 AND p.amount_minor * $3 > y.max_amount_minor * $4";
             s.outlier_count = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {OUT}")))
                 .bind(batch)
@@ -883,7 +888,7 @@ impl Store {
             }
             // Payments like an earlier one: the recent ones are few enough to hold in memory.
             let recent = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT p.account, p.amount_minor, p.currency, p.remittance, p.batch_id FROM payments p JOIN batches b ON b.id = p.batch_id
+                "SELECT p.account_hmac, p.amount_minor, p.currency, p.remittance, p.batch_id, p.enc_key, p.row_no FROM payments p JOIN batches b ON b.id = p.batch_id
                  WHERE b.channel = $1 AND b.id <> $2 AND b.created_at >= $3 AND b.state IN {PAYING}"
             )))
             .bind(&q.channel)
@@ -892,34 +897,36 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             if !recent.is_empty() {
-                let key = |acct: &str, amt: i64, ccy: &str, rem: Option<&str>| {
-                    (
-                        approval::normalize_key(acct),
-                        amt,
-                        ccy.to_string(),
-                        approval::normalize_key(rem.unwrap_or("")),
-                    )
+                // The account by its keyed hash, the reference decrypted and normalized.
+                let keys = self.keys()?;
+                let key = |r: &sqlx::sqlite::SqliteRow,
+                           b: i64|
+                 -> Result<(String, i64, String, String), StoreError> {
+                    let rem = super::Sealed::new(keys, r.get(5), b, r.get(6))
+                        .open_opt("remittance", r.get(3))?;
+                    Ok((
+                        r.get::<Option<String>, _>(0).unwrap_or_default(),
+                        r.get(1),
+                        r.get(2),
+                        approval::normalize_key(rem.as_deref().unwrap_or("")),
+                    ))
                 };
-                let earlier: HashMap<_, i64> = recent
-                    .iter()
-                    .map(|r| {
-                        (
-                            key(r.get(0), r.get(1), r.get(2), r.get(3)),
-                            r.get::<i64, _>(4),
-                        )
-                    })
-                    .collect();
+                let mut earlier: HashMap<_, i64> = HashMap::with_capacity(recent.len());
+                for r in &recent {
+                    let b: i64 = r.get(4);
+                    earlier.insert(key(r, b)?, b);
+                }
                 let mine = sqlx::query(
-                    "SELECT row_no, account, amount_minor, currency, remittance FROM payments WHERE batch_id = $1 ORDER BY row_no",
+                    "SELECT account_hmac, amount_minor, currency, remittance, batch_id, enc_key, row_no FROM payments WHERE batch_id = $1 ORDER BY row_no",
                 )
                 .bind(batch)
                 .fetch_all(&mut *tx)
                 .await?;
                 for r in &mine {
-                    if let Some(b) = earlier.get(&key(r.get(1), r.get(2), r.get(3), r.get(4))) {
+                    if let Some(b) = earlier.get(&key(r, batch)?) {
                         s.duplicate_payment_count += 1;
                         if s.duplicate_payments.len() < 3 {
-                            s.duplicate_payments.push((r.get(0), *b));
+                            s.duplicate_payments.push((r.get(6), *b));
                         }
                     }
                 }
@@ -1186,6 +1193,22 @@ async fn approval_facts(
     Ok((row, facts))
 }
 
+impl Store {
+    /// The enabled users who hold the approver role on `channel` (or on every channel).
+    pub async fn approvers_of(&self, channel: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT r.user_name FROM roles r JOIN users u ON u.name = r.user_name
+             WHERE r.role = 'approver' AND (r.channel = $1 OR r.channel = '*') AND u.disabled_at IS NULL ORDER BY 1",
+        )
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+}
+
 /// Records the payees of a batch that was sent (inside `mark_sent`'s transaction): first
 /// payment and largest amount per channel, account and currency.
 pub(super) async fn record_payees(
@@ -1195,9 +1218,9 @@ pub(super) async fn record_payees(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO payees (channel, account, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at)
-         SELECT $1, account, currency, MAX(amount_minor), $2, $3, $3 FROM payments WHERE batch_id = $2 GROUP BY account, currency
-         ON CONFLICT (channel, account, currency) DO UPDATE SET
+        "INSERT INTO payee_lookup (channel, account_hmac, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at)
+         SELECT $1, account_hmac, currency, MAX(amount_minor), $2, $3, $3 FROM payments WHERE batch_id = $2 GROUP BY account_hmac, currency
+         ON CONFLICT (channel, account_hmac, currency) DO UPDATE SET
              max_amount_minor = MAX(max_amount_minor, excluded.max_amount_minor), last_paid_at = excluded.last_paid_at",
     )
     .bind(channel)

@@ -379,12 +379,13 @@ impl Store {
     pub async fn payments_to_render(&self, batch: i64) -> Result<Vec<Payment>, StoreError> {
         let rows = sqlx::query(
             "SELECT row_no, end_to_end_id, creditor_name, account_type, account, agent_type, agent, bank_name,
-                    amount_minor, currency, remittance, execution_date, creditor_address
+                    amount_minor, currency, remittance, execution_date, creditor_address, enc_key
              FROM payments WHERE batch_id = $1 ORDER BY row_no",
         )
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
+        let keys = self.keys()?;
         let bad = |what: &str, v: &str| {
             StoreError::BadState(format!(
                 "batch {batch}: stored {what} `{v}` cannot be read back"
@@ -392,7 +393,9 @@ impl Store {
         };
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let acct: String = r.get(4);
+            let row_no: i64 = r.get(0);
+            let sealed = super::Sealed::new(keys, r.get(13), batch, row_no);
+            let acct: String = sealed.open("account", r.get(4))?;
             let account = match r.get::<String, _>(3).as_str() {
                 "iban" => Account::Iban(Iban::parse(&acct).map_err(|_| bad("IBAN", &acct))?),
                 _ => Account::Domestic(
@@ -414,23 +417,23 @@ impl Store {
             let minor: i64 = r.get(8);
             let amount = Money::from_minor_units(minor, ccy);
             let date_s: String = r.get(11);
-            let address: Option<String> = r.get(12);
+            let address = sealed.open_opt("creditor_address", r.get(12))?;
             let creditor_address: Option<Address> = match address {
                 Some(a) => Some(serde_json::from_str(&a).map_err(|_| bad("address", &a))?),
                 None => None,
             };
             let e2e: String = r.get(1);
             out.push(Payment {
-                row: r.get::<i64, _>(0) as u64,
+                row: row_no as u64,
                 // The stored id is what the bank file carries (generated ids included).
                 end_to_end_id: Some(e2e),
-                creditor_name: r.get(2),
+                creditor_name: sealed.open("creditor_name", r.get(2))?,
                 creditor_account: account,
                 creditor_agent,
                 creditor_bank_name: r.get(7),
                 creditor_address,
                 amount,
-                remittance: r.get(10),
+                remittance: sealed.open_opt("remittance", r.get(10))?,
                 execution_date: date_s.parse().map_err(|_| bad("date", &date_s))?,
             });
         }
@@ -514,7 +517,7 @@ impl Store {
                 expected: BatchState::Received,
             });
         }
-        insert_payments(&mut tx, batch, msg_id, payments).await?;
+        insert_payments(&mut tx, self.keys()?, batch, msg_id, payments).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -39,6 +39,14 @@ pub enum StoreError {
     BadState(String),
     #[error("audit anchor {0}: {1}")]
     Anchor(std::path::PathBuf, std::io::Error),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    #[error("the store was opened without its data key: payment data cannot be read or written")]
+    NoDataKey,
+    #[error("{}: the data key file is missing, but the store holds payment data encrypted under it; restore the key file from its backup (paygate never makes a new key over encrypted data)", .0.display())]
+    KeyMissing(std::path::PathBuf),
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(std::path::PathBuf, std::io::Error),
 }
 
 #[derive(Clone)]
@@ -47,6 +55,9 @@ pub struct Store {
     /// A file outside the database that receives every audit head (`seq hash`), so that
     /// entries removed from the end of the chain, or a rewritten chain, are noticed.
     anchor: Option<std::path::PathBuf>,
+    /// The keys of the payment data at rest (`vault`); without them payments can be neither
+    /// written nor read.
+    keys: Option<std::sync::Arc<crate::vault::DataKeys>>,
 }
 
 /// A recorded input file.
@@ -155,6 +166,23 @@ impl Store {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         }
+        // A database paygate creates is its own alone (0600; SQLite gives its -wal and -shm
+        // files the same mode).
+        let file = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if !file.is_empty() && file != ":memory:" && !std::path::Path::new(&file).exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file);
+        }
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|source| StoreError::Open {
                 url: url.to_string(),
@@ -177,7 +205,59 @@ impl Store {
         sqlx::migrate!("./src/store/migrations/sqlite")
             .run(&pool)
             .await?;
-        Ok(Store { pool, anchor: None })
+        Ok(Store {
+            pool,
+            anchor: None,
+            keys: None,
+        })
+    }
+
+    /// Opens the store a config names, with its data keys and its audit anchor. A missing key
+    /// file is created (0600) only while no payment is stored encrypted.
+    pub async fn open_configured(cfg: &crate::config::Config) -> Result<Store, StoreError> {
+        let data = cfg.data_dir();
+        if !data.exists() {
+            crate::durable::create_private_dir(&data)
+                .map_err(|e| StoreError::Io(data.clone(), e))?;
+        }
+        let store = Store::open(&cfg.database_url())
+            .await?
+            .with_audit_anchor(data.join("audit.anchor"));
+        let path = crate::vault::key_path(
+            cfg.paygate
+                .data_key
+                .as_ref()
+                .map(|p| cfg.resolve(p))
+                .as_deref(),
+            &data,
+        );
+        let keys = if path.exists() {
+            crate::vault::DataKeys::load(&path)?
+        } else {
+            let encrypted: i64 =
+                sqlx::query("SELECT COUNT(*) FROM payments WHERE enc_key IS NOT NULL")
+                    .fetch_one(&store.pool)
+                    .await?
+                    .get(0);
+            if encrypted > 0 {
+                return Err(StoreError::KeyMissing(path));
+            }
+            let mut k = crate::vault::DataKeys::generate();
+            k.save(&path)?;
+            tracing::info!(path = %path.display(), "created the data key file: back it up apart from the database");
+            k
+        };
+        Ok(store.with_data_keys(std::sync::Arc::new(keys)))
+    }
+
+    /// The data keys payments are encrypted and read with.
+    pub fn with_data_keys(mut self, keys: std::sync::Arc<crate::vault::DataKeys>) -> Store {
+        self.keys = Some(keys);
+        self
+    }
+
+    fn keys(&self) -> Result<&crate::vault::DataKeys, StoreError> {
+        self.keys.as_deref().ok_or(StoreError::NoDataKey)
     }
 
     /// Anchors the audit chain in `path` (append-only, synced on every entry).
@@ -200,9 +280,11 @@ impl Store {
         if let Some(r) = head {
             let (seq, hash): (i64, String) = (r.get(0), r.get(1));
             use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| StoreError::Anchor(path.clone(), e))?;
             // One write of the whole line: `writeln!` on a file makes a syscall per piece, and
@@ -333,7 +415,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        insert_payments(&mut tx, id, msg_id, payments).await?;
+        insert_payments(&mut tx, self.keys()?, id, msg_id, payments).await?;
         sqlx::query(
             "INSERT INTO state_history (batch_id, from_state, to_state, event, at) VALUES ($1, NULL, $2, 'created', $3)",
         )
@@ -800,32 +882,36 @@ impl Store {
     pub async fn payments(&self, batch: i64) -> Result<Vec<StoredPayment>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, row_no, end_to_end_id, creditor_name, account, agent, amount_minor, currency, execution_date,
-                    state, status_code, reason_code, reason_text, bank_reference, updated_at
+                    state, status_code, reason_code, reason_text, bank_reference, updated_at, enc_key
              FROM payments WHERE batch_id = $1 ORDER BY row_no",
         )
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredPayment {
-                id: r.get(0),
-                row_no: r.get(1),
-                end_to_end_id: r.get(2),
-                creditor_name: r.get(3),
-                account: r.get(4),
-                agent: r.get(5),
-                amount_minor: r.get(6),
-                currency: r.get(7),
-                execution_date: r.get(8),
-                state: r.get(9),
-                status_code: r.get(10),
-                reason_code: r.get(11),
-                reason_text: r.get(12),
-                bank_reference: r.get(13),
-                updated_at: r.get(14),
+        let keys = self.keys()?;
+        rows.iter()
+            .map(|r| {
+                let row_no: i64 = r.get(1);
+                let sealed = Sealed::new(keys, r.get(15), batch, row_no);
+                Ok(StoredPayment {
+                    id: r.get(0),
+                    row_no,
+                    end_to_end_id: r.get(2),
+                    creditor_name: sealed.open("creditor_name", r.get(3))?,
+                    account: sealed.open("account", r.get(4))?,
+                    agent: r.get(5),
+                    amount_minor: r.get(6),
+                    currency: r.get(7),
+                    execution_date: r.get(8),
+                    state: r.get(9),
+                    status_code: r.get(10),
+                    reason_code: r.get(11),
+                    reason_text: r.get(12),
+                    bank_reference: r.get(13),
+                    updated_at: r.get(14),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Marks a batch's payments as sent (when its file is on the bank's server).
@@ -1134,6 +1220,7 @@ fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
 /// the one rendering gives them.
 async fn insert_payments(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    keys: &crate::vault::DataKeys,
     batch: i64,
     msg_id: &str,
     payments: &[Payment],
@@ -1143,7 +1230,7 @@ async fn insert_payments(
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
                 agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
-                creditor_address) ",
+                creditor_address, enc_key, account_hmac) ",
         );
         q.push_values(chunk, |mut b, p| {
             let (acct_type, acct) = match &p.creditor_account {
@@ -1159,28 +1246,79 @@ async fn insert_payments(
                 .end_to_end_id
                 .clone()
                 .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
+            let ctx = |col: &str| context(col, batch, p.row as i64);
+            let address = p
+                .creditor_address
+                .as_ref()
+                .and_then(|a| serde_json::to_string(a).ok());
             b.push_bind(batch)
                 .push_bind(p.row as i64)
                 .push_bind(e2e)
-                .push_bind(p.creditor_name.clone())
+                .push_bind(keys.seal(&ctx("creditor_name"), &p.creditor_name))
                 .push_bind(acct_type)
-                .push_bind(acct)
+                .push_bind(keys.seal(&ctx("account"), &acct))
                 .push_bind(agent_type)
                 .push_bind(agent)
                 .push_bind(p.creditor_bank_name.clone())
                 .push_bind(p.amount.minor_units())
                 .push_bind(p.amount.currency().as_str())
-                .push_bind(p.remittance.clone())
+                .push_bind(keys.seal_opt(&ctx("remittance"), p.remittance.as_deref()))
                 .push_bind(p.execution_date.to_string())
-                .push_bind(
-                    p.creditor_address
-                        .as_ref()
-                        .and_then(|a| serde_json::to_string(a).ok()),
-                );
+                .push_bind(keys.seal_opt(&ctx("creditor_address"), address.as_deref()))
+                .push_bind(keys.current())
+                .push_bind(keys.lookup(&acct));
         });
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// What a payment's encrypted column is bound to: the column and the row, so that a value
+/// copied into another row or column does not decrypt.
+pub(super) fn context(column: &str, batch: i64, row_no: i64) -> String {
+    format!("payments.{column}:{batch}:{row_no}")
+}
+
+/// Reads one payment row's encrypted columns: under its data key, or as written before
+/// encryption (`enc_key` NULL; the store re-encrypts such rows when it opens with its key).
+pub(super) struct Sealed<'a> {
+    keys: &'a crate::vault::DataKeys,
+    key: Option<i64>,
+    batch: i64,
+    row_no: i64,
+}
+
+impl<'a> Sealed<'a> {
+    pub(super) fn new(
+        keys: &'a crate::vault::DataKeys,
+        key: Option<i64>,
+        batch: i64,
+        row_no: i64,
+    ) -> Self {
+        Sealed {
+            keys,
+            key,
+            batch,
+            row_no,
+        }
+    }
+
+    pub(super) fn open(&self, column: &str, v: String) -> Result<String, StoreError> {
+        match self.key {
+            None => Ok(v),
+            Some(k) => Ok(self
+                .keys
+                .open(k, &context(column, self.batch, self.row_no), &v)?),
+        }
+    }
+
+    pub(super) fn open_opt(
+        &self,
+        column: &str,
+        v: Option<String>,
+    ) -> Result<Option<String>, StoreError> {
+        v.map(|v| self.open(column, v)).transpose()
+    }
 }
 
 /// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:
@@ -1257,9 +1395,15 @@ async fn append_audit(
 }
 
 mod access;
+mod alerts;
+mod at_rest;
 mod daemon;
+mod metrics;
 pub use access::{AccessError, IntakeQuery, Pending, RoleRow, UserRow};
+pub use alerts::{DueDelivery, NewAlert, StoredAlert};
+pub use at_rest::{ArchivedFile, Reencrypted};
 pub use daemon::{Approved, Claim, StoredApproval};
+pub use metrics::MetricsSnapshot;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,10 @@ fn at(min: u32) -> DateTime<Utc> {
 async fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let store = Store::open(&url).await.unwrap();
+    let store = Store::open(&url)
+        .await
+        .unwrap()
+        .with_data_keys(std::sync::Arc::new(crate::vault::DataKeys::generate()));
     (dir, store)
 }
 
@@ -159,7 +162,10 @@ async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transiti
     // Durable: a new connection to the same file sees the same state.
     store.close().await;
     let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let reopened = Store::open(&url).await.unwrap();
+    let reopened = Store::open(&url)
+        .await
+        .unwrap()
+        .with_data_keys(store.keys.clone().unwrap());
     assert_eq!(
         reopened.batch(id).await.unwrap().state,
         BatchState::Approved
@@ -279,6 +285,7 @@ async fn the_anchor_file_catches_removed_and_rewritten_entries() {
     let store = Store::open(&url)
         .await
         .unwrap()
+        .with_data_keys(std::sync::Arc::new(crate::vault::DataKeys::generate()))
         .with_audit_anchor(anchor.clone());
     let file = store
         .record_file("payroll", "nov.csv", SHA, 10, at(0))
@@ -466,4 +473,84 @@ async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
         Err(AccessError::Bootstrap(_))
     ));
     assert!(store.verify_audit().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn payment_data_is_stored_encrypted_and_survives_a_key_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+    let kpath = dir.path().join("keys/data.key");
+    let mut keys = crate::vault::DataKeys::generate();
+    keys.save(&kpath).unwrap();
+    let open = || async {
+        Store::open(&url)
+            .await
+            .unwrap()
+            .with_data_keys(std::sync::Arc::new(
+                crate::vault::DataKeys::load(&kpath).unwrap(),
+            ))
+    };
+    let store = open().await;
+    let file = store
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let mut p = payment(2, 12_345);
+    p.remittance = Some("SALARY NOV REF-778812".into());
+    let id = store
+        .create_batch(
+            file.id,
+            "payroll",
+            "cnbank",
+            "MSG-AT-REST",
+            &[p.clone(), payment(3, 500)],
+            "test",
+            at(1),
+        )
+        .await
+        .unwrap();
+    let account = match &p.creditor_account {
+        Account::Domestic(d) => d.as_str().to_string(),
+        Account::Iban(i) => i.as_str().to_string(),
+    };
+    store.close().await;
+    let db = std::fs::read(dir.path().join("paygate.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("paygate.db-wal")).unwrap_or_default();
+    for needle in [account.as_str(), p.creditor_name.as_str(), "REF-778812"] {
+        for (what, bytes) in [("database", &db), ("WAL", &wal)] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "`{needle}` in plaintext in the {what}"
+            );
+        }
+    }
+    // Rotation: a new key current, the old one still held; rows re-encrypted a chunk at a time.
+    keys.add_key();
+    keys.save(&kpath).unwrap();
+    let store = open().await;
+    assert_eq!(store.rows_off_current_key().await.unwrap(), 2);
+    let mut chunks = 0;
+    let done = store.reencrypt(1, |_| chunks += 1).await.unwrap();
+    assert_eq!((done.rows, chunks), (2, 2));
+    assert_eq!(store.rows_off_current_key().await.unwrap(), 0);
+    assert_eq!(store.keys_in_use().await.unwrap(), vec![(2, 2)]);
+    store.close().await;
+    assert_eq!(keys.retire_old_keys(), vec![1]);
+    keys.save(&kpath).unwrap();
+    let store = open().await;
+    let back = store.payments(id).await.unwrap();
+    assert_eq!(back[0].account, account);
+    assert_eq!(back[0].creditor_name, p.creditor_name);
+    let rendered = store.payments_to_render(id).await.unwrap();
+    assert_eq!(
+        rendered[0].remittance.as_deref(),
+        Some("SALARY NOV REF-778812")
+    );
+    // A value moved into another row does not decrypt: the row is part of what is sealed.
+    sqlx::query("UPDATE payments SET account = (SELECT account FROM payments WHERE row_no = 3) WHERE row_no = 2")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let e = store.payments(id).await.unwrap_err().to_string();
+    assert!(e.contains("does not decrypt"), "{e}");
 }

@@ -32,12 +32,33 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
         "supplier.csv",
         &std::fs::read(sample("supplier.csv")).unwrap(),
     );
+    // A webhook sink and the metrics endpoint, on loopback ports picked here.
+    let hook = harness::HttpSink::start(&[500]);
+    let metrics_port = harness::free_port();
+    w.add_config(&format!(
+        "\n[alerts]\ncheck_secs = 1\n[[alerts.webhooks]]\nurl = \"http://127.0.0.1:{}/hook\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+        hook.port
+    ));
     w.start_sim();
     w.start_daemon();
     let b = w.wait_batches("the supplier batch to be answered in full", 60, |b| {
         b.len() == 1 && b[0].is_final()
     });
     assert_eq!(b[0].state, "partially_rejected", "{b:?}");
+    // The bank's rejection reaches a person: one webhook POST (after one 500 and a retry).
+    let posts = hook.wait_for(60, |p| {
+        p.iter().filter(|b| b.contains("payments.rejected")).count() >= 2
+    });
+    let rejected: Vec<_> = posts
+        .iter()
+        .filter(|b| b.contains("payments.rejected"))
+        .collect();
+    assert_eq!(
+        rejected.len(),
+        2,
+        "one refused with 500, one delivered: {posts:?}"
+    );
+    assert!(rejected[1].contains("What to do"), "{}", rejected[1]);
     assert_eq!(b[0].payments, 30);
     assert!(
         b[0].by_state.contains(&("rejected".into(), 1))
@@ -50,12 +71,17 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
     w.wait_file(&result, 30);
     let report = read(&result);
     assert!(report.contains("AC01"), "{report}");
+    let archived_source = w
+        .folder("supplier", "archive")
+        .join("batch1-supplier.csv.pgp");
     assert!(
-        w.folder("supplier", "archive")
-            .join("batch1-supplier.csv")
-            .is_file(),
-        "the accepted source file is archived with its batch id"
+        archived_source.is_file(),
+        "the accepted source file is archived with its batch id, encrypted"
     );
+    // The auditor's GnuPG opens it with the archive key: the very bytes that were dropped.
+    let (plain, status) = world::gpg_decrypt_as(&w.keys, "archive", &archived_source);
+    assert!(status.contains("DECRYPTION_OKAY"), "{status}");
+    assert_eq!(plain, std::fs::read(sample("supplier.csv")).unwrap());
 
     // A payroll workbook: it needs an approval. The channel's configured submitter is
     // recorded as its submitter.
@@ -119,6 +145,122 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
         let xml = String::from_utf8_lossy(&plain);
         assert!(xml.contains("pain.001.001.09"), "{xml}");
     }
+    // At rest: no account number or payee name of either file in plaintext anywhere under
+    // the archives, the spool or the store (database and journal).
+    let supplier_csv = read(&sample("supplier.csv"));
+    let mut secrets: Vec<String> = vec![];
+    for line in supplier_csv.lines().skip(1).take(8) {
+        let f: Vec<&str> = line.split(';').collect();
+        secrets.push(f[1].to_string());
+        secrets.push(f[2].replace(' ', ""));
+    }
+    let payroll_csv = read(&sample("payroll.csv"));
+    for line in payroll_csv.lines().skip(1).take(8) {
+        let f: Vec<&str> = line.split(',').collect();
+        secrets.push(f[1].to_string());
+        secrets.push(f[2].to_string());
+    }
+    assert!(secrets.len() >= 16, "{secrets:?}");
+    let mut scanned = 0;
+    let mut stack = vec![
+        w.dir.join("data"),
+        w.folder("supplier", "archive"),
+        w.folder("payroll", "archive"),
+    ];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+            continue;
+        }
+        // The socket and the quarantine (raw bank files, none here) are not payment data.
+        let Ok(bytes) = std::fs::read(&p) else {
+            continue;
+        };
+        scanned += bytes.len();
+        for s in &secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "`{s}` in plaintext in {}",
+                p.display()
+            );
+        }
+    }
+    assert!(scanned > 100_000, "scanned only {scanned} bytes");
+    // Every archived file of the payroll batch comes back through `paygate export` (audited),
+    // each checked against the digest recorded when it was archived.
+    let out = w.dir.join("export");
+    let (code, text) = w.paygate(&[
+        "export",
+        "--batch",
+        &payroll.id.to_string(),
+        "--to",
+        out.to_str().unwrap(),
+        "--key",
+        w.keys.join("archive.sec.asc").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    for kind in ["source", "rendered", "sealed", "return", "result"] {
+        assert!(out.join(kind).is_dir(), "no {kind} exported: {text}");
+    }
+    assert_eq!(
+        std::fs::read(out.join("source/payroll.xlsx")).unwrap(),
+        std::fs::read(sample("payroll.xlsx")).unwrap()
+    );
+    let (_, audit_log) = w.paygate(&["audit", "--batch", &payroll.id.to_string()]);
+    assert!(audit_log.contains("export"), "{audit_log}");
+    // The approvers were told the payroll waited, once.
+    let posts = hook.bodies();
+    assert_eq!(
+        posts
+            .iter()
+            .filter(|b| b.contains("approval.waiting"))
+            .count(),
+        1,
+        "{posts:?}"
+    );
+    // The metrics agree with the batches.
+    let scrape = harness::http_get(metrics_port, "/metrics");
+    assert!(
+        scrape.contains("paygate_batches{state=\"completed\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("paygate_batches{state=\"partially_rejected\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("paygate_files_received_total{channel=\"supplier\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("paygate_files_received_total{channel=\"payroll\"} 1"),
+        "{scrape}"
+    );
+    let sent_payroll = format!(
+        "paygate_payments_sent_total{{channel=\"payroll\",currency=\"CNY\"}} {}",
+        payroll.payments
+    );
+    assert!(scrape.contains(&sent_payroll), "{sent_payroll} in {scrape}");
+    assert!(
+        scrape.contains("paygate_alerts_raised_total{kind=\"approval.waiting\"} 1"),
+        "{scrape}"
+    );
+    assert!(scrape.contains("paygate_audit_chain_length "), "{scrape}");
+    // Open alerts are listed, and acknowledged with an audit entry.
+    let (code, st) = w.paygate(&["status"]);
+    assert_eq!(code, 0, "{st}");
+    assert!(st.contains("payments.rejected"), "{st}");
+    let id = st
+        .lines()
+        .find(|l| l.contains("payments.rejected"))
+        .and_then(|l| l.trim().strip_prefix('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (code, text) = w.paygate(&["alerts", "ack", &id]);
+    assert_eq!(code, 0, "{text}");
+    let (_, audit_log) = w.paygate(&["audit"]);
+    assert!(audit_log.contains("alert.acknowledged"), "{audit_log}");
     // The approval is on the record with who gave it.
     let (code, audit) = w.paygate(&["batch", "show", &payroll.id.to_string()]);
     assert_eq!(code, 0, "{audit}");

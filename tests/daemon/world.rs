@@ -26,6 +26,8 @@ pub struct World {
     transport: String,
     extra_channels: String,
     pub starts: u32,
+    /// The archive key's fingerprint (`keys/archive.sec.asc` is the auditor's secret key).
+    pub archive_fpr: String,
 }
 
 fn generate_key(keys: &Path, name: &str, userid: &str) -> String {
@@ -63,6 +65,7 @@ impl World {
         std::fs::create_dir_all(&keys).unwrap();
         let cfpr = generate_key(&keys, "company", "Acme Treasury <treasury@acme.example>");
         let bfpr = generate_key(&keys, "bank", "Bank H2H <h2h@bank.example>");
+        let archive_fpr = generate_key(&keys, "archive", "Acme Audit Archive <audit@acme.example>");
         let (transport, sshd, bank_in, bank_out) = match wire {
             Wire::Sftp => {
                 let identity = keys.join("id_ed25519");
@@ -131,6 +134,7 @@ impl World {
             transport,
             extra_channels: String::new(),
             starts: 0,
+            archive_fpr,
             dir,
             _tmp: tmp,
         };
@@ -234,6 +238,10 @@ short_name = "ACME"
 secret_key = "keys/company.sec.asc"
 fingerprint = "{cfpr}"
 
+[archive]
+cert = "keys/archive.pub.asc"
+fingerprint = "{afpr}"
+
 [company.accounts.payroll-cny]
 number = "1001244309300012345"
 cnaps = "102290024433"
@@ -296,6 +304,7 @@ outlier_factor = "0"
 {extra}"#,
                 transport = self.transport,
                 extra = self.extra_channels,
+                afpr = self.archive_fpr,
                 me = World::me(),
             ),
         )
@@ -592,6 +601,11 @@ impl Drop for World {
 /// GnuPG as the bank's integration engineer uses it: the bank's secret key imported, the
 /// company's certificate known.
 pub fn gpg_decrypt(keys: &Path, file: &Path) -> (Vec<u8>, String) {
+    gpg_decrypt_as(keys, "bank", file)
+}
+
+/// GnuPG with `NAME.sec.asc` imported (e.g. the auditor's archive key).
+pub fn gpg_decrypt_as(keys: &Path, name: &str, file: &Path) -> (Vec<u8>, String) {
     let home = tempfile::tempdir().unwrap();
     let gpg = require("gpg", "gnupg");
     let run = |args: &[&str]| {
@@ -601,8 +615,8 @@ pub fn gpg_decrypt(keys: &Path, file: &Path) -> (Vec<u8>, String) {
             .args(args);
         output_within(c, 60, None)
     };
-    for k in ["bank.sec.asc", "company.pub.asc"] {
-        let o = run(&["--import", keys.join(k).to_str().unwrap()]);
+    for k in [format!("{name}.sec.asc"), "company.pub.asc".to_string()] {
+        let o = run(&["--import", keys.join(&k).to_str().unwrap()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let o = run(&["--status-fd", "2", "-d", file.to_str().unwrap()]);

@@ -67,6 +67,7 @@ fn return_files_signed_by_the_bank_are_fetched_opened_and_never_processed_twice(
     let plain = b"<Document><CstmrPmtStsRpt>ACCP</CstmrPmtStsRpt></Document>\n";
     let good = w.sshd.root.join("out/PAIN002_1.xml.pgp");
     w.bank_gpg.sign_encrypt(plain, &w.company_fpr, &good);
+    let sent_bytes = std::fs::read(&good).unwrap();
     let out = w.ok(&["fetch", "--bank", "bank"]);
     assert!(out.contains("PAIN002_1.xml.pgp"), "{out}");
     assert!(
@@ -78,30 +79,35 @@ fn return_files_signed_by_the_bank_are_fetched_opened_and_never_processed_twice(
         out.contains("reconciled: pain.002 (no namespace): matches no batch"),
         "{out}"
     );
-    // The plaintext is kept under a name carrying the content's hash.
-    let opened: Vec<_> = std::fs::read_dir(w.data.join("spool/bank/opened"))
+    // Processed: the plaintext and the download leave the spool; the file is kept only in
+    // the archive, encrypted to the archive key (here the company's), under a name carrying
+    // the content's hash.
+    for sub in ["opened", "incoming"] {
+        let left: Vec<_> = std::fs::read_dir(w.data.join("spool/bank").join(sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "left in {sub}/: {left:?}");
+    }
+    let archived: Vec<_> = std::fs::read_dir(w.data.join("archive/bank/return"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert_eq!(opened.len(), 1, "{opened:?}");
-    assert!(
-        opened[0]
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .ends_with("_PAIN002_1.xml")
-    );
-    assert_eq!(std::fs::read(&opened[0]).unwrap(), plain);
+    assert_eq!(archived.len(), 1, "{archived:?}");
+    let name = archived[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.ends_with("_PAIN002_1.xml.pgp"), "{name}");
+    let bytes = std::fs::read(&archived[0]).unwrap();
+    assert!(!bytes.windows(12).any(|w| w == b"CstmrPmtStsR"));
     // Recorded, then removed from the server.
     assert!(!good.exists());
     // The same file put back (a bank resend) is recognised and not processed again.
-    let spooled: Vec<_> = std::fs::read_dir(w.data.join("spool/bank/incoming"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert_eq!(spooled.len(), 1);
-    std::fs::copy(spooled[0].path(), &good).unwrap();
+    std::fs::write(&good, &sent_bytes).unwrap();
     let out = w.ok(&["fetch", "--bank", "bank"]);
     assert!(out.contains("seen before"), "{out}");
     let out = w.ok(&["fetch", "--bank", "bank"]);

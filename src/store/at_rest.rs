@@ -1,0 +1,223 @@
+//! Payment data at rest in the store: re-encryption under the current data key (after a
+//! rotation, or of rows written before encryption existed), the move of the old plaintext
+//! payee table to keyed hashes, and the register of archived files (`archived`).
+
+use super::{Sealed, Store, StoreError, append_audit, context, ts};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+/// A file kept for the audit, encrypted to the archive key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArchivedFile {
+    pub id: i64,
+    pub batch_id: Option<i64>,
+    pub bank: Option<String>,
+    /// `source`, `rendered`, `sealed`, `return` or `result`.
+    pub kind: String,
+    pub name: String,
+    pub path: String,
+    /// SHA-256 of the plaintext.
+    pub sha256: String,
+    pub at: String,
+}
+
+/// How far a re-encryption got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reencrypted {
+    pub rows: u64,
+    pub payees: u64,
+}
+
+impl Store {
+    /// The data key new values are encrypted under.
+    pub fn data_key_current(&self) -> Result<i64, StoreError> {
+        Ok(self.keys()?.current())
+    }
+
+    /// Payment rows not yet under the current data key (plaintext rows included).
+    pub async fn rows_off_current_key(&self) -> Result<u64, StoreError> {
+        let current = self.keys()?.current();
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM payments WHERE enc_key IS NULL OR enc_key <> $1")
+                .bind(current)
+                .fetch_one(&self.pool)
+                .await?
+                .get::<i64, _>(0) as u64,
+        )
+    }
+
+    /// The data keys the stored rows are under (NULL, plaintext, as 0).
+    pub async fn keys_in_use(&self) -> Result<Vec<(i64, u64)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COALESCE(enc_key, 0), COUNT(*) FROM payments GROUP BY COALESCE(enc_key, 0) ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
+        .collect())
+    }
+
+    /// Re-encrypts every payment row not under the current key, `chunk` rows a transaction,
+    /// so that an interruption (a kill, a power cut) leaves each row under one key the key
+    /// file holds, and running it again continues where it stopped. Rows written before
+    /// encryption existed are encrypted, and the old plaintext payee table moved to hashes.
+    /// `progress` is called after each committed chunk.
+    pub async fn reencrypt(
+        &self,
+        chunk: usize,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Reencrypted, StoreError> {
+        let keys = self.keys()?;
+        let current = keys.current();
+        let mut done = Reencrypted::default();
+        loop {
+            let mut tx = self.begin().await?;
+            let rows = sqlx::query(
+                "SELECT id, batch_id, row_no, enc_key, creditor_name, account, remittance, creditor_address
+                 FROM payments WHERE enc_key IS NULL OR enc_key <> $1 ORDER BY id LIMIT $2",
+            )
+            .bind(current)
+            .bind(chunk as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let (id, batch, row_no): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                let old = Sealed::new(keys, r.get(3), batch, row_no);
+                let name = old.open("creditor_name", r.get(4))?;
+                let account = old.open("account", r.get(5))?;
+                let remittance = old.open_opt("remittance", r.get(6))?;
+                let address = old.open_opt("creditor_address", r.get(7))?;
+                let ctx = |c: &str| context(c, batch, row_no);
+                sqlx::query(
+                    "UPDATE payments SET creditor_name = $1, account = $2, remittance = $3, creditor_address = $4,
+                         enc_key = $5, account_hmac = $6 WHERE id = $7",
+                )
+                .bind(keys.seal(&ctx("creditor_name"), &name))
+                .bind(keys.seal(&ctx("account"), &account))
+                .bind(keys.seal_opt(&ctx("remittance"), remittance.as_deref()))
+                .bind(keys.seal_opt(&ctx("creditor_address"), address.as_deref()))
+                .bind(current)
+                .bind(keys.lookup(&account))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            done.rows += rows.len() as u64;
+            progress(done.rows);
+            crate::crash::crash_point("reencrypt-chunk");
+        }
+        // The payee table of before: its account numbers become keyed hashes.
+        let mut tx = self.begin().await?;
+        let old = sqlx::query(
+            "SELECT channel, account, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at FROM payees",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &old {
+            sqlx::query(
+                "INSERT INTO payee_lookup (channel, account_hmac, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (channel, account_hmac, currency) DO UPDATE SET
+                     max_amount_minor = MAX(max_amount_minor, excluded.max_amount_minor),
+                     first_paid_at = MIN(first_paid_at, excluded.first_paid_at),
+                     last_paid_at = MAX(last_paid_at, excluded.last_paid_at)",
+            )
+            .bind(r.get::<String, _>(0))
+            .bind(keys.lookup(r.get::<&str, _>(1)))
+            .bind(r.get::<String, _>(2))
+            .bind(r.get::<i64, _>(3))
+            .bind(r.get::<i64, _>(4))
+            .bind(r.get::<String, _>(5))
+            .bind(r.get::<String, _>(6))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM payees").execute(&mut *tx).await?;
+        tx.commit().await?;
+        done.payees = old.len() as u64;
+        Ok(done)
+    }
+
+    /// An audit entry of the data-at-rest operations (`data_key.rotation_started`, …).
+    pub async fn audit_at_rest(
+        &self,
+        actor: &str,
+        action: &str,
+        details: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_audit(&mut tx, at, actor, action, None, details).await?;
+        self.commit(tx).await
+    }
+
+    /// An audit entry about one batch (an export).
+    pub async fn audit_batch(
+        &self,
+        actor: &str,
+        action: &str,
+        batch: i64,
+        details: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_audit(&mut tx, at, actor, action, Some(batch), details).await?;
+        self.commit(tx).await
+    }
+
+    /// Registers a file stored encrypted to the archive key.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_archived(
+        &self,
+        batch: Option<i64>,
+        bank: Option<&str>,
+        kind: &str,
+        name: &str,
+        path: &str,
+        sha256: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO archived (batch_id, bank, kind, name, path, sha256, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (path, batch_id) DO UPDATE SET sha256 = excluded.sha256, at = excluded.at",
+        )
+        .bind(batch)
+        .bind(bank)
+        .bind(kind)
+        .bind(name)
+        .bind(path)
+        .bind(sha256)
+        .bind(ts(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Everything archived for a batch: its source, rendered and sealed files, the bank's
+    /// return files that were applied to it, and its result reports.
+    pub async fn archived_of(&self, batch: i64) -> Result<Vec<ArchivedFile>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT id, batch_id, bank, kind, name, path, sha256, at FROM archived WHERE batch_id = $1 ORDER BY id",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| ArchivedFile {
+            id: r.get(0),
+            batch_id: r.get(1),
+            bank: r.get(2),
+            kind: r.get(3),
+            name: r.get(4),
+            path: r.get(5),
+            sha256: r.get(6),
+            at: r.get(7),
+        })
+        .collect())
+    }
+}

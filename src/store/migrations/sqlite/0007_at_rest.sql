@@ -1,0 +1,35 @@
+-- Payment data at rest: account numbers, payee names, references and addresses are stored
+-- encrypted (AES-256-GCM) under the data key numbered `enc_key` (NULL: a row written before
+-- this migration, still plaintext until the store re-encrypts it at the next start).
+-- Equality lookups use `account_hmac`, a keyed hash of the account number.
+ALTER TABLE payments ADD COLUMN enc_key INTEGER;
+ALTER TABLE payments ADD COLUMN account_hmac TEXT;
+CREATE INDEX payments_account_hmac ON payments (account_hmac);
+CREATE INDEX payments_enc_key ON payments (enc_key);
+
+-- The payees table kept account numbers in plaintext; its rows move here, keyed by the hash.
+CREATE TABLE payee_lookup (
+    channel          TEXT    NOT NULL,
+    account_hmac     TEXT    NOT NULL CHECK (length(account_hmac) = 64),
+    currency         TEXT    NOT NULL,
+    max_amount_minor INTEGER NOT NULL,
+    first_batch      INTEGER NOT NULL REFERENCES batches (id),
+    first_paid_at    TEXT    NOT NULL,
+    last_paid_at     TEXT    NOT NULL,
+    PRIMARY KEY (channel, account_hmac, currency)
+);
+
+-- Every file paygate keeps for the audit, stored encrypted to the archive key.
+CREATE TABLE archived (
+    id        INTEGER PRIMARY KEY,
+    batch_id  INTEGER REFERENCES batches (id),
+    bank      TEXT,
+    kind      TEXT    NOT NULL CHECK (kind IN ('source', 'rendered', 'sealed', 'return', 'result')),
+    -- The name the file had (what `paygate export` restores).
+    name      TEXT    NOT NULL,
+    path      TEXT    NOT NULL,
+    -- SHA-256 of the plaintext.
+    sha256    TEXT    NOT NULL CHECK (length(sha256) = 64),
+    at        TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX archived_path_batch ON archived (path, batch_id);
