@@ -531,19 +531,17 @@ async fn process(
                     let _ = std::fs::remove_file(&*path);
                     let _ = std::fs::remove_file(spooled);
                     *path = dst;
+                    // Payments the bank rejected or returned: told at once, whatever the
+                    // rest of the batch still waits for.
                     for b in &a.batches {
-                        if matches!(b.state.as_str(), "partially_rejected" | "rejected") {
-                            let n = b
-                                .changes
-                                .iter()
-                                .filter(|c| {
-                                    matches!(
-                                        c.to,
-                                        crate::reconcile::PaymentState::Rejected
-                                            | crate::reconcile::PaymentState::Returned
-                                    )
-                                })
-                                .count();
+                        for (word, states) in [
+                            ("rejected", [crate::reconcile::PaymentState::Rejected]),
+                            ("returned", [crate::reconcile::PaymentState::Returned]),
+                        ] {
+                            let n = b.changes.iter().filter(|c| states.contains(&c.to)).count();
+                            if n == 0 {
+                                continue;
+                            }
                             let submitter =
                                 store.batch(b.batch).await.ok().and_then(|r| r.submitter);
                             crate::alerts::raise(
@@ -551,9 +549,15 @@ async fn process(
                                 store,
                                 crate::alerts::Alert::new(
                                     crate::alerts::kind::PAYMENTS_REJECTED,
-                                    format!("batch {} {}", b.batch, b.state),
-                                    format!("bank {bank} rejected or returned {n} payment(s) of batch {} (now {})", b.batch, b.state),
-                                    format!("read the result report in results/ (or paygate batch show {}); correct the payees' details and pay them in a new file", b.batch),
+                                    format!("batch {} {word}", b.batch),
+                                    format!(
+                                        "bank {bank} {word} {n} payment(s) of batch {} (batch now {})",
+                                        b.batch, b.state
+                                    ),
+                                    format!(
+                                        "see which in paygate batch show {} (and the result report once the batch is final); correct the payees' details and pay them in a new file",
+                                        b.batch
+                                    ),
                                 )
                                 .batch(b.batch)
                                 .to(submitter),

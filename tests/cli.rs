@@ -520,3 +520,127 @@ fn json_streams_every_finding_and_an_error_after_thousands_of_warnings_is_found(
     assert!(out.contains("add --findings FILE.csv (or --json)"), "{out}");
     assert!(out.contains("6000 rows, 5999 valid payments"), "{out}");
 }
+
+/// `paygate demo` end to end: every batch final, and the metrics it scrapes from its own
+/// `/metrics` endpoint agree with the batches `paygate status` shows. The Grafana dashboard
+/// asks only for metrics the endpoint serves.
+#[test]
+fn the_demo_runs_end_to_end_and_its_metrics_match_its_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_paygate"));
+    c.args(["demo", "--timeout", "120", "--dir"]).arg(&work);
+    let o = harness_output_within(c, 240);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("every batch is final"), "{out}");
+    // The status section: "  STATE   N" lines under "batches".
+    let status: Vec<(String, String)> = out
+        .split("\nbatches\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap().to_string(), w.next().unwrap().to_string())
+        })
+        .collect();
+    assert!(!status.is_empty(), "{out}");
+    let metrics = out.split("/metrics | grep").nth(1).expect("the demo scraped its metrics");
+    for (state, n) in &status {
+        let line = format!("paygate_batches{{state=\"{state}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} missing from: {metrics}");
+    }
+    let batches: u64 = status.iter().map(|(_, n)| n.parse::<u64>().unwrap()).sum();
+    let files: u64 = metrics
+        .lines()
+        .filter(|l| l.trim().starts_with("paygate_files_received_total"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(files, batches, "{metrics}");
+    // 40 + 35 payroll payments went out (the demo's two payroll files).
+    assert!(
+        metrics.contains("paygate_payments_sent_total{channel=\"payroll\",currency=\"CNY\"} 75"),
+        "{metrics}"
+    );
+    // Every archived file is encrypted: nothing under archive/ is a spreadsheet or XML.
+    let archive = work.join("data/archive");
+    let mut seen = 0;
+    let mut stack = vec![archive, work.join("channels/payroll/archive")];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else {
+            seen += 1;
+            let b = std::fs::read(&p).unwrap();
+            assert!(
+                !b.windows(5).any(|w| w == b"<?xml" || w == b"PK\x03\x04\x14"),
+                "{} is not encrypted",
+                p.display()
+            );
+        }
+    }
+    assert!(seen >= 10, "only {seen} archived files");
+    // The dashboard's metrics are the endpoint's.
+    let dash = std::fs::read_to_string(root().join("systemd/paygate-grafana.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_str(&dash).expect("the dashboard is JSON");
+    let served = std::fs::read_to_string(root().join("src/daemon/metrics.rs")).unwrap();
+    let mut names: Vec<&str> = dash
+        .match_indices("paygate_")
+        .map(|(i, _)| {
+            let rest = &dash[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        let family = n.strip_suffix("_total").unwrap_or(n);
+        assert!(
+            served.contains(&format!("\"{family}\"")),
+            "the dashboard asks for {n}, which /metrics does not serve"
+        );
+    }
+}
+
+fn harness_output_within(mut cmd: Command, secs: u64) -> std::process::Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut v = vec![];
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut v = vec![];
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+    }
+}

@@ -122,6 +122,13 @@ fn setup(dir: &Path) -> Result<PathBuf, String> {
     let (bank_fpr, bank_sec, bank_pub) =
         crate::seal::generate("Demo Bank H2H <h2h@bank.example>", &keys, "bank", 2)
             .map_err(|e| e.to_string())?;
+    let (ar_fpr, _, ar_pub) = crate::seal::generate(
+        "Acme Audit Archive (demo) <audit@acme.example>",
+        &keys,
+        "archive",
+        2,
+    )
+    .map_err(|e| e.to_string())?;
     let d = dir.display();
     let templates = templates_dir();
     let text = format!(
@@ -143,6 +150,16 @@ short_name = "ACME"
 [company.pgp]
 secret_key = "{co_sec}"
 fingerprint = "{co_fpr}"
+
+# Archived files (sources, bank files, returns, report copies) are stored only encrypted to
+# this key; an auditor holds its secret half (keys/archive.sec.asc).
+[archive]
+cert = "{ar_pub}"
+fingerprint = "{ar_fpr}"
+
+# Prometheus metrics on a free loopback port (the demo prints it and scrapes it at the end).
+[metrics]
+listen = "127.0.0.1:0"
 
 [company.accounts.payroll-cny]
 number = "1001244309300012345"
@@ -240,6 +257,7 @@ new_beneficiary = false
         me = crate::daemon::folders::current_user(),
         co_sec = co_sec.display(),
         bank_pub = bank_pub.display(),
+        ar_pub = ar_pub.display(),
     );
     let config = dir.join("paygate.toml");
     std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -276,6 +294,7 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
         Err(e) => return fail("starting the daemon", e),
     };
     let ctx = prepared.ctx.clone();
+    let metrics = prepared.metrics_addr();
     // The roles the demo needs: HR's and the ERP's system identities submit; you approve.
     // Whoever drops a file never approves it: as root the demo drops its files as `nobody`
     // and you approve through the control socket; otherwise it plays a second person,
@@ -307,6 +326,9 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
         "daemon     running (control socket {})",
         ctx.cfg().control_socket().display()
     );
+    if let Some(a) = metrics {
+        println!("metrics    http://{a}/metrics");
+    }
     // One simulated bank per bank, each on its own thread.
     let stop = Arc::new(AtomicBool::new(false));
     let mut sims = Vec::new();
@@ -452,6 +474,19 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
             }
         }
     }
+    if let Some(a) = metrics {
+        match scrape(a).await {
+            Ok(text) => {
+                println!("\n$ curl -s http://{a}/metrics | grep -v '^#'   (the lines that are not zero)");
+                for l in text.lines().filter(|l| {
+                    !l.starts_with('#') && !l.ends_with(" 0") && !l.ends_with(" 0.0")
+                }) {
+                    println!("  {l}");
+                }
+            }
+            Err(e) => println!("\nmetrics: {e}"),
+        }
+    }
     let verdict = ctx.store.verify_audit().await;
     match verdict {
         Ok(Ok(n)) => println!("\naudit trail: {n} entries, hash chain intact"),
@@ -463,4 +498,25 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
         println!("\nevery batch is final. Look around in {}", dir.display());
     }
     exit
+}
+
+/// `GET /metrics` from the daemon's own endpoint, as Prometheus would.
+async fn scrape(addr: std::net::SocketAddr) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let text = tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .map_err(|_| "no answer within 30 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(format!("unexpected answer: {}", text.lines().next().unwrap_or(""))),
+    }
 }

@@ -24,7 +24,11 @@ pub enum Command {
     Show { file: PathBuf },
     /// Re-encrypt the payment data in the store under a new data key (stop the daemon first;
     /// resumable: run it again after an interruption; audited)
-    RotateDataKey,
+    RotateDataKey {
+        /// Rows re-encrypted per transaction
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+    },
 }
 
 pub fn run(cmd: Command, config_path: &std::path::Path) -> Exit {
@@ -66,7 +70,7 @@ pub fn run(cmd: Command, config_path: &std::path::Path) -> Exit {
                 }
             }
         }
-        Command::RotateDataKey => rotate_data_key(config_path),
+        Command::RotateDataKey { chunk } => rotate_data_key(config_path, chunk.max(1)),
         Command::Show { file } => match crate::seal::describe(&file) {
             Ok(s) => {
                 print!("{s}");
@@ -84,7 +88,7 @@ pub fn run(cmd: Command, config_path: &std::path::Path) -> Exit {
 /// changes), every row is re-encrypted under it a thousand at a time, and only when none is
 /// left under an old key are the old keys removed from the file. Killed anywhere, every row
 /// stays readable, and running it again continues.
-fn rotate_data_key(config_path: &std::path::Path) -> Exit {
+fn rotate_data_key(config_path: &std::path::Path, chunk: usize) -> Exit {
     let cfg = match super::load_config(config_path) {
         Ok(c) => c,
         Err(e) => return e,
@@ -160,8 +164,8 @@ fn rotate_data_key(config_path: &std::path::Path) -> Exit {
         };
         println!("{todo} payment rows to re-encrypt");
         let done = match store
-            .reencrypt(1000, |n| {
-                if n % 10_000 == 0 {
+            .reencrypt(chunk, |n| {
+                if n % 10_000 < chunk as u64 {
                     println!("  {n} of {todo}");
                 }
             })

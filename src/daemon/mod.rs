@@ -64,6 +64,7 @@ impl DaemonError {
                 | DaemonError::Admin(_)
                 | DaemonError::Mode(_)
                 | DaemonError::Archive(_)
+                | DaemonError::Store(StoreError::Vault(_) | StoreError::KeyMissing(_))
         )
     }
 }
@@ -142,6 +143,13 @@ pub struct Prepared {
     pub ctx: Arc<Ctx>,
     listener: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
+}
+
+impl Prepared {
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
 }
 
 /// Loads and checks everything; creates missing folders. Any problem here is a setup problem

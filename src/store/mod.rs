@@ -1357,6 +1357,23 @@ async fn move_batch(
         .bind(source)
         .execute(&mut **tx)
         .await?;
+    // What an open alert asked for is done: the batch was decided, or its bank answered.
+    let resolved = match (from, to.is_final()) {
+        (BatchState::AwaitingApproval, _) => Some("approval.waiting"),
+        (_, true) => Some("status.overdue"),
+        _ => None,
+    };
+    if let Some(kind) = resolved {
+        sqlx::query(
+            "UPDATE alerts SET acked_at = $1, acked_by = $2 WHERE kind = $3 AND batch_id = $4 AND acked_at IS NULL",
+        )
+        .bind(&now)
+        .bind(format!("paygate (batch {})", to.as_str()))
+        .bind(kind)
+        .bind(batch)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! that installs it (the README's test command installs them). Every wait has a deadline.
 
 mod access;
+mod protect;
 #[allow(dead_code)]
 #[path = "../delivery/harness.rs"]
 mod harness;

@@ -669,3 +669,146 @@ pub fn http_get(port: u16, path: &str) -> String {
     out.split_once("\r\n\r\n")
         .map_or(out.clone(), |(_, b)| b.to_string())
 }
+
+/// A self-signed certificate for 127.0.0.1 (PEM) and its key, made here.
+#[allow(dead_code)]
+pub fn self_signed_cert() -> (Vec<u8>, openssl::pkey::PKey<openssl::pkey::Private>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509, X509NameBuilder};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (b.build().to_pem().unwrap(), key)
+}
+
+/// An SMTP server on 127.0.0.1 that requires STARTTLS (with `self_signed_cert`) before it
+/// takes a message; records each message's text. Stopped when dropped.
+#[allow(dead_code)]
+pub struct SmtpSink {
+    pub port: u16,
+    pub cert_pem: Vec<u8>,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[allow(dead_code)]
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        use openssl::ssl::{SslAcceptor, SslMethod};
+        use std::io::{BufRead, BufReader};
+        let (cert_pem, key) = self_signed_cert();
+        let cert = openssl::x509::X509::from_pem(&cert_pem).unwrap();
+        let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        acc.set_private_key(&key).unwrap();
+        acc.set_certificate(&cert).unwrap();
+        let acceptor = std::sync::Arc::new(acc.build());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, s) = (messages.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(20)));
+                let (acceptor, m) = (acceptor.clone(), m.clone());
+                std::thread::spawn(move || {
+                    trait Rw: Read + Write {}
+                    impl<T: Read + Write> Rw for T {}
+                    let mut plain = Some(conn);
+                    let mut tls: Option<BufReader<Box<dyn Rw>>> = None;
+                    let mut greet = plain.as_ref().unwrap().try_clone().unwrap();
+                    let _ = greet.write_all(b"220 sink ESMTP\r\n");
+                    let mut r: BufReader<Box<dyn Rw>> =
+                        BufReader::new(Box::new(plain.as_ref().unwrap().try_clone().unwrap()));
+                    let mut data: Option<String> = None;
+                    loop {
+                        let stream = tls.as_mut().unwrap_or(&mut r);
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(d) = data.as_mut() {
+                            if line == ".\r\n" {
+                                m.lock().unwrap().push(std::mem::take(d));
+                                data = None;
+                                let _ = stream.get_mut().write_all(b"250 queued\r\n");
+                            } else {
+                                d.push_str(&line);
+                            }
+                            continue;
+                        }
+                        let cmd = line.to_ascii_uppercase();
+                        let secure = tls.is_some();
+                        let reply: &[u8] = if cmd.starts_with("EHLO") {
+                            if secure { b"250 sink\r\n" } else { b"250-sink\r\n250 STARTTLS\r\n" }
+                        } else if cmd.starts_with("STARTTLS") {
+                            let _ = r.get_mut().write_all(b"220 go ahead\r\n");
+                            let Ok(s) = acceptor.accept(plain.take().unwrap()) else {
+                                return;
+                            };
+                            tls = Some(BufReader::new(Box::new(s)));
+                            continue;
+                        } else if cmd.starts_with("QUIT") {
+                            let stream = tls.as_mut().unwrap_or(&mut r);
+                            let _ = stream.get_mut().write_all(b"221 bye\r\n");
+                            return;
+                        } else if !secure {
+                            b"530 Must issue a STARTTLS command first\r\n"
+                        } else if cmd.starts_with("DATA") {
+                            data = Some(String::new());
+                            b"354 go\r\n"
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        let stream = tls.as_mut().unwrap_or(&mut r);
+                        let _ = stream.get_mut().write_all(reply);
+                    }
+                });
+            }
+        });
+        SmtpSink {
+            port,
+            cert_pem,
+            messages,
+            stop,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
