@@ -11,24 +11,7 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// `6222021001123456789` -> `6222***********6789`; short numbers keep only their last 4.
-pub fn mask(account: &str) -> String {
-    let chars: Vec<char> = account.chars().collect();
-    if chars.len() <= 8 {
-        let keep = chars.len().min(4);
-        return format!(
-            "{}{}",
-            "*".repeat(chars.len() - keep),
-            chars[chars.len() - keep..].iter().collect::<String>()
-        );
-    }
-    format!(
-        "{}{}{}",
-        chars[..4].iter().collect::<String>(),
-        "*".repeat(chars.len() - 8),
-        chars[chars.len() - 4..].iter().collect::<String>()
-    )
-}
+pub use crate::model::mask;
 
 struct Line {
     row: String,

@@ -16,7 +16,6 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -56,6 +55,9 @@ struct KeyFile {
 pub struct DataKeys {
     path: Option<PathBuf>,
     lookup: [u8; 32],
+    /// HMAC-SHA-256 keyed with `lookup`, cloned for each value (the key's two blocks are
+    /// hashed once).
+    mac: Hmac<sha2::Sha256>,
     current: i64,
     keys: BTreeMap<i64, Aes256Gcm>,
     raw: BTreeMap<i64, [u8; 32]>,
@@ -77,6 +79,10 @@ fn random32() -> [u8; 32] {
     k
 }
 
+fn keyed(k: &[u8; 32]) -> Hmac<sha2::Sha256> {
+    <Hmac<sha2::Sha256> as Mac>::new_from_slice(k).expect("HMAC takes a key of any length")
+}
+
 fn unhex32(s: &str) -> Option<[u8; 32]> {
     hex::decode(s.trim()).ok()?.try_into().ok()
 }
@@ -85,9 +91,11 @@ impl DataKeys {
     /// Fresh keys held in memory only (tests, and a first start before they are saved).
     pub fn generate() -> DataKeys {
         let k = random32();
+        let lookup = random32();
         DataKeys {
             path: None,
-            lookup: random32(),
+            mac: keyed(&lookup),
+            lookup,
             current: 1,
             keys: BTreeMap::from([(1, Aes256Gcm::new(&k.into()))]),
             raw: BTreeMap::from([(1, k)]),
@@ -125,6 +133,7 @@ impl DataKeys {
         }
         Ok(DataKeys {
             path: Some(path.to_path_buf()),
+            mac: keyed(&lookup),
             lookup,
             current: f.current,
             keys: raw
@@ -205,9 +214,9 @@ impl DataKeys {
         old
     }
 
-    /// Encrypts `plain` under the current key. `context` (table, column, and the row's
-    /// identity) is authenticated, so a value moved to another row or column does not decrypt.
-    pub fn seal(&self, context: &str, plain: &str) -> String {
+    /// Encrypts `plain` under the current key: nonce ‖ ciphertext ‖ tag. `context` (table and
+    /// the row's identity) is authenticated, so a value moved to another row does not decrypt.
+    pub fn seal(&self, context: &str, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rand::fill(&mut nonce);
         let cipher = &self.keys[&self.current];
@@ -215,7 +224,7 @@ impl DataKeys {
             .encrypt(
                 &Nonce::from(nonce),
                 Payload {
-                    msg: plain.as_bytes(),
+                    msg: plain,
                     aad: context.as_bytes(),
                 },
             )
@@ -223,27 +232,20 @@ impl DataKeys {
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+        out
     }
 
-    pub fn seal_opt(&self, context: &str, plain: Option<&str>) -> Option<String> {
-        plain.map(|p| self.seal(context, p))
-    }
-
-    /// Decrypts a value `seal` made under key `key` with the same `context`.
-    pub fn open(&self, key: i64, context: &str, sealed: &str) -> Result<String, VaultError> {
+    /// Decrypts what `seal` made under key `key` with the same `context`.
+    pub fn open(&self, key: i64, context: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
         let cipher = self.keys.get(&key).ok_or(VaultError::UnknownKey(key))?;
-        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(sealed)
-            .map_err(|_| VaultError::Damaged("not base64"))?;
-        if bytes.len() < 12 + 16 {
+        if sealed.len() < 12 + 16 {
             return Err(VaultError::Damaged("too short"));
         }
-        let (nonce, ct) = bytes.split_at(12);
+        let (nonce, ct) = sealed.split_at(12);
         let nonce: [u8; 12] = nonce
             .try_into()
             .map_err(|_| VaultError::Damaged("too short"))?;
-        let plain = cipher
+        cipher
             .decrypt(
                 &Nonce::from(nonce),
                 Payload {
@@ -251,26 +253,15 @@ impl DataKeys {
                     aad: context.as_bytes(),
                 },
             )
-            .map_err(|_| VaultError::Damaged("authentication failed"))?;
-        String::from_utf8(plain).map_err(|_| VaultError::Damaged("not UTF-8"))
+            .map_err(|_| VaultError::Damaged("authentication failed"))
     }
 
-    pub fn open_opt(
-        &self,
-        key: i64,
-        context: &str,
-        sealed: Option<&str>,
-    ) -> Result<Option<String>, VaultError> {
-        sealed.map(|s| self.open(key, context, s)).transpose()
-    }
-
-    /// The keyed hash equality lookups use (hex): HMAC-SHA-256 of the value as given; callers
-    /// normalize first (an account number compacted, upper case).
-    pub fn lookup(&self, value: &str) -> String {
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.lookup)
-            .expect("HMAC takes a key of any length");
+    /// The keyed hash equality lookups use: HMAC-SHA-256 of the value as given, its first 16
+    /// bytes (collisions at 2⁻⁶⁴ for a billion values); callers normalize first.
+    pub fn lookup(&self, value: &str) -> Vec<u8> {
+        let mut mac = self.mac.clone();
         mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        mac.finalize().into_bytes()[..16].to_vec()
     }
 }
 
@@ -324,13 +315,11 @@ mod tests {
     #[test]
     fn values_decrypt_only_in_their_context_and_under_a_held_key() {
         let mut k = DataKeys::generate();
-        let s = k.seal("payments.account:1:2", "DE89370400440532013000");
-        assert_ne!(s, k.seal("payments.account:1:2", "DE89370400440532013000"));
-        assert!(!s.contains("DE89"));
-        assert_eq!(
-            k.open(1, "payments.account:1:2", &s).unwrap(),
-            "DE89370400440532013000"
-        );
+        let plain = b"DE89370400440532013000";
+        let s = k.seal("payments.account:1:2", plain);
+        assert_ne!(s, k.seal("payments.account:1:2", plain));
+        assert!(!s.windows(4).any(|w| w == b"DE89"));
+        assert_eq!(k.open(1, "payments.account:1:2", &s).unwrap(), plain);
         assert!(matches!(
             k.open(1, "payments.account:1:3", &s),
             Err(VaultError::Damaged(_))
@@ -339,6 +328,7 @@ mod tests {
         let new = k.add_key();
         assert_eq!(new, 2);
         assert_eq!(k.open(1, "payments.account:1:2", &s).unwrap().len(), 22);
+        assert_eq!(k.lookup("A").len(), 16);
         assert_eq!(k.retire_old_keys(), vec![1]);
         assert!(matches!(
             k.open(1, "payments.account:1:2", &s),
@@ -361,8 +351,8 @@ mod tests {
         assert_eq!(back.held(), vec![1, 2]);
         assert_eq!(back.current(), 2);
         assert_eq!(back.lookup("x"), k.lookup("x"));
-        let s = k.seal("c", "v");
-        assert_eq!(back.open(2, "c", &s).unwrap(), "v");
+        let s = k.seal("c", b"v");
+        assert_eq!(back.open(2, "c", &s).unwrap(), b"v");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = DataKeys::load(&path).unwrap_err().to_string();
         assert!(e.contains("mode 0644 is too open (at most 0600)"), "{e}");

@@ -547,7 +547,10 @@ fn the_demo_runs_end_to_end_and_its_metrics_match_its_batches() {
         })
         .collect();
     assert!(!status.is_empty(), "{out}");
-    let metrics = out.split("/metrics | grep").nth(1).expect("the demo scraped its metrics");
+    let metrics = out
+        .split("/metrics | grep")
+        .nth(1)
+        .expect("the demo scraped its metrics");
     for (state, n) in &status {
         let line = format!("paygate_batches{{state=\"{state}\"}} {n}");
         assert!(metrics.contains(&line), "{line} missing from: {metrics}");
@@ -575,7 +578,8 @@ fn the_demo_runs_end_to_end_and_its_metrics_match_its_batches() {
             seen += 1;
             let b = std::fs::read(&p).unwrap();
             assert!(
-                !b.windows(5).any(|w| w == b"<?xml" || w == b"PK\x03\x04\x14"),
+                !b.windows(5)
+                    .any(|w| w == b"<?xml" || w == b"PK\x03\x04\x14"),
                 "{} is not encrypted",
                 p.display()
             );

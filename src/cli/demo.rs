@@ -477,10 +477,13 @@ async fn demo(dir: &Path, config: &Path, timeout: Duration) -> Exit {
     if let Some(a) = metrics {
         match scrape(a).await {
             Ok(text) => {
-                println!("\n$ curl -s http://{a}/metrics | grep -v '^#'   (the lines that are not zero)");
-                for l in text.lines().filter(|l| {
-                    !l.starts_with('#') && !l.ends_with(" 0") && !l.ends_with(" 0.0")
-                }) {
+                println!(
+                    "\n$ curl -s http://{a}/metrics | grep -v '^#'   (the lines that are not zero)"
+                );
+                for l in text
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && !l.ends_with(" 0.0"))
+                {
                     println!("  {l}");
                 }
             }
@@ -517,6 +520,9 @@ async fn scrape(addr: std::net::SocketAddr) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     match text.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
-        _ => Err(format!("unexpected answer: {}", text.lines().next().unwrap_or(""))),
+        _ => Err(format!(
+            "unexpected answer: {}",
+            text.lines().next().unwrap_or("")
+        )),
     }
 }

@@ -104,36 +104,53 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         rendered.clone(),
         sealed.clone(),
     );
-    let sha = blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst)).await?;
-    super::crash_point("sealed-file-written");
-    // Both kept for the audit, encrypted to the archive key, before the seal is recorded: a
-    // crash before `sealed` seals (and archives) again under the same names.
+    // The rendered file is archived (encrypted to the archive key) on one core while it is
+    // sealed for the bank on the other.
     let plain_name = remote
         .strip_suffix(".pgp")
         .or_else(|| remote.strip_suffix(".gpg"))
         .unwrap_or(&remote)
         .to_string();
-    for (kind, name, src) in [
-        ("rendered", plain_name, rendered.clone()),
-        ("sealed", remote.clone(), sealed.clone()),
-    ] {
-        let dst = crate::archive::path_for(&cfg, Some(row.id), &row.bank, kind, &name);
-        let (c, d) = (cfg.clone(), dst.clone());
-        let plain_sha = blocking(move || {
+    let rendered_archive =
+        crate::archive::path_for(&cfg, Some(row.id), &row.bank, "rendered", &plain_name);
+    let archiving = {
+        let (c, s, d) = (cfg.clone(), rendered.clone(), rendered_archive.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::archive::ArchiveKey::of(&c).and_then(|k| k.store(&s, &d))
+        })
+    };
+    let sealing = blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst)).await;
+    let rendered_sha = archiving
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|e| StepError::Setup(e.to_string()));
+    let sha = sealing?;
+    let rendered_sha = rendered_sha?;
+    super::crash_point("sealed-file-written");
+    // Both kept for the audit, encrypted to the archive key, before the seal is recorded: a
+    // crash before `sealed` seals (and archives) again under the same names.
+    let sealed_archive = crate::archive::path_for(&cfg, Some(row.id), &row.bank, "sealed", &remote);
+    let sealed_sha = {
+        let (c, s, d) = (cfg.clone(), sealed.clone(), sealed_archive.clone());
+        blocking(move || {
             crate::archive::ArchiveKey::of(&c)
-                .map_err(|e| StepError::Setup(e.to_string()))?
-                .store(&src, &d)
+                .and_then(|k| k.store(&s, &d))
                 .map_err(|e| StepError::Setup(e.to_string()))
         })
-        .await?;
+        .await?
+    };
+    for (kind, name, dst, plain_sha) in [
+        ("rendered", &plain_name, &rendered_archive, &rendered_sha),
+        ("sealed", &remote, &sealed_archive, &sealed_sha),
+    ] {
         ctx.store
             .record_archived(
                 Some(row.id),
                 Some(&row.bank),
                 kind,
-                &name,
+                name,
                 &dst.display().to_string(),
-                &plain_sha,
+                plain_sha,
                 Utc::now(),
             )
             .await?;

@@ -817,7 +817,8 @@ impl Store {
                 // Named masked: the reasons go into the batch's record and the audit trail.
                 let keys = self.keys()?;
                 for r in sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT p.row_no, p.account, p.enc_key {NEW} ORDER BY p.row_no LIMIT 3"
+                    "SELECT p.row_no, {} {NEW} ORDER BY p.row_no LIMIT 3",
+                    payee_columns("p")
                 )))
                 .bind(batch)
                 .bind(&q.channel)
@@ -825,9 +826,8 @@ impl Store {
                 .await?
                 {
                     let row_no: i64 = r.get(0);
-                    let account = super::Sealed::new(keys, r.get(2), batch, row_no)
-                        .open("account", r.get(1))?;
-                    s.new_payees.push((row_no, crate::results::mask(&account)));
+                    let account = super::payee_at(keys, &r, 1, batch, row_no)?.account;
+                    s.new_payees.push((row_no, crate::model::mask(&account)));
                 }
             }
         }
@@ -888,8 +888,9 @@ impl Store {
             }
             // Payments like an earlier one: the recent ones are few enough to hold in memory.
             let recent = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT p.account_hmac, p.amount_minor, p.currency, p.remittance, p.batch_id, p.enc_key, p.row_no FROM payments p JOIN batches b ON b.id = p.batch_id
-                 WHERE b.channel = $1 AND b.id <> $2 AND b.created_at >= $3 AND b.state IN {PAYING}"
+                "SELECT p.account_hmac, p.amount_minor, p.currency, p.batch_id, p.row_no, {} FROM payments p JOIN batches b ON b.id = p.batch_id
+                 WHERE b.channel = $1 AND b.id <> $2 AND b.created_at >= $3 AND b.state IN {PAYING}",
+                payee_columns("p")
             )))
             .bind(&q.channel)
             .bind(batch)
@@ -899,34 +900,32 @@ impl Store {
             if !recent.is_empty() {
                 // The account by its keyed hash, the reference decrypted and normalized.
                 let keys = self.keys()?;
-                let key = |r: &sqlx::sqlite::SqliteRow,
-                           b: i64|
-                 -> Result<(String, i64, String, String), StoreError> {
-                    let rem = super::Sealed::new(keys, r.get(5), b, r.get(6))
-                        .open_opt("remittance", r.get(3))?;
+                let key = |r: &sqlx::sqlite::SqliteRow|
+                 -> Result<(Vec<u8>, i64, String, String), StoreError> {
+                    let payee = super::payee_at(keys, r, 5, r.get(3), r.get(4))?;
                     Ok((
-                        r.get::<Option<String>, _>(0).unwrap_or_default(),
+                        r.get::<Option<Vec<u8>>, _>(0).unwrap_or_default(),
                         r.get(1),
                         r.get(2),
-                        approval::normalize_key(rem.as_deref().unwrap_or("")),
+                        approval::normalize_key(payee.remittance.as_deref().unwrap_or("")),
                     ))
                 };
                 let mut earlier: HashMap<_, i64> = HashMap::with_capacity(recent.len());
                 for r in &recent {
-                    let b: i64 = r.get(4);
-                    earlier.insert(key(r, b)?, b);
+                    earlier.insert(key(r)?, r.get(3));
                 }
-                let mine = sqlx::query(
-                    "SELECT account_hmac, amount_minor, currency, remittance, batch_id, enc_key, row_no FROM payments WHERE batch_id = $1 ORDER BY row_no",
-                )
+                let mine = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT p.account_hmac, p.amount_minor, p.currency, p.batch_id, p.row_no, {} FROM payments p WHERE p.batch_id = $1 ORDER BY p.row_no",
+                    payee_columns("p")
+                )))
                 .bind(batch)
                 .fetch_all(&mut *tx)
                 .await?;
                 for r in &mine {
-                    if let Some(b) = earlier.get(&key(r, batch)?) {
+                    if let Some(b) = earlier.get(&key(r)?) {
                         s.duplicate_payment_count += 1;
                         if s.duplicate_payments.len() < 3 {
-                            s.duplicate_payments.push((r.get(6), *b));
+                            s.duplicate_payments.push((r.get(4), *b));
                         }
                     }
                 }
@@ -1207,6 +1206,15 @@ impl Store {
         .map(|r| r.get(0))
         .collect())
     }
+}
+
+/// `PAYEE_COLUMNS` of the table aliased `alias`.
+fn payee_columns(alias: &str) -> String {
+    super::PAYEE_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Records the payees of a batch that was sent (inside `mark_sent`'s transaction): first

@@ -2,7 +2,7 @@
 //! rotation, or of rows written before encryption existed), the move of the old plaintext
 //! payee table to keyed hashes, and the register of archived files (`archived`).
 
-use super::{Sealed, Store, StoreError, append_audit, context, ts};
+use super::{PAYEE_COLUMNS, Store, StoreError, append_audit, payee_at, seal_payee, ts};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -73,10 +73,10 @@ impl Store {
         let mut done = Reencrypted::default();
         loop {
             let mut tx = self.begin().await?;
-            let rows = sqlx::query(
-                "SELECT id, batch_id, row_no, enc_key, creditor_name, account, remittance, creditor_address
-                 FROM payments WHERE enc_key IS NULL OR enc_key <> $1 ORDER BY id LIMIT $2",
-            )
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, batch_id, row_no, {PAYEE_COLUMNS}
+                 FROM payments WHERE enc_key IS NULL OR enc_key <> $1 ORDER BY id LIMIT $2"
+            )))
             .bind(current)
             .bind(chunk as i64)
             .fetch_all(&mut *tx)
@@ -86,22 +86,15 @@ impl Store {
             }
             for r in &rows {
                 let (id, batch, row_no): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-                let old = Sealed::new(keys, r.get(3), batch, row_no);
-                let name = old.open("creditor_name", r.get(4))?;
-                let account = old.open("account", r.get(5))?;
-                let remittance = old.open_opt("remittance", r.get(6))?;
-                let address = old.open_opt("creditor_address", r.get(7))?;
-                let ctx = |c: &str| context(c, batch, row_no);
+                let payee = payee_at(keys, r, 3, batch, row_no)?;
+                let (sealed, hmac) = seal_payee(keys, batch, row_no, &payee);
                 sqlx::query(
-                    "UPDATE payments SET creditor_name = $1, account = $2, remittance = $3, creditor_address = $4,
-                         enc_key = $5, account_hmac = $6 WHERE id = $7",
+                    "UPDATE payments SET creditor_name = '', account = '', remittance = NULL, creditor_address = NULL,
+                         sealed = $1, enc_key = $2, account_hmac = $3 WHERE id = $4",
                 )
-                .bind(keys.seal(&ctx("creditor_name"), &name))
-                .bind(keys.seal(&ctx("account"), &account))
-                .bind(keys.seal_opt(&ctx("remittance"), remittance.as_deref()))
-                .bind(keys.seal_opt(&ctx("creditor_address"), address.as_deref()))
+                .bind(sealed)
                 .bind(current)
-                .bind(keys.lookup(&account))
+                .bind(hmac)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

@@ -377,11 +377,12 @@ impl Store {
 
     /// A batch's payments as validated, to render its bank file from the store alone.
     pub async fn payments_to_render(&self, batch: i64) -> Result<Vec<Payment>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT row_no, end_to_end_id, creditor_name, account_type, account, agent_type, agent, bank_name,
-                    amount_minor, currency, remittance, execution_date, creditor_address, enc_key
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT row_no, end_to_end_id, account_type, agent_type, agent, bank_name,
+                    amount_minor, currency, execution_date, {}
              FROM payments WHERE batch_id = $1 ORDER BY row_no",
-        )
+            super::PAYEE_COLUMNS
+        )))
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
@@ -394,16 +395,16 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let row_no: i64 = r.get(0);
-            let sealed = super::Sealed::new(keys, r.get(13), batch, row_no);
-            let acct: String = sealed.open("account", r.get(4))?;
-            let account = match r.get::<String, _>(3).as_str() {
+            let payee = super::payee_at(keys, r, 9, batch, row_no)?;
+            let acct = payee.account;
+            let account = match r.get::<String, _>(2).as_str() {
                 "iban" => Account::Iban(Iban::parse(&acct).map_err(|_| bad("IBAN", &acct))?),
                 _ => Account::Domestic(
                     DomesticAccount::parse(&acct, 1, 34).map_err(|_| bad("account", &acct))?,
                 ),
             };
-            let agent: Option<String> = r.get(6);
-            let creditor_agent = match (r.get::<Option<String>, _>(5).as_deref(), agent) {
+            let agent: Option<String> = r.get(4);
+            let creditor_agent = match (r.get::<Option<String>, _>(3).as_deref(), agent) {
                 (Some("bic"), Some(a)) => {
                     Some(BankId::Bic(Bic::parse(&a).map_err(|_| bad("BIC", &a))?))
                 }
@@ -412,13 +413,12 @@ impl Store {
                 )),
                 _ => None,
             };
-            let ccy_s: String = r.get(9);
+            let ccy_s: String = r.get(7);
             let ccy: Currency = ccy_s.parse().map_err(|_| bad("currency", &ccy_s))?;
-            let minor: i64 = r.get(8);
+            let minor: i64 = r.get(6);
             let amount = Money::from_minor_units(minor, ccy);
-            let date_s: String = r.get(11);
-            let address = sealed.open_opt("creditor_address", r.get(12))?;
-            let creditor_address: Option<Address> = match address {
+            let date_s: String = r.get(8);
+            let creditor_address: Option<Address> = match payee.address {
                 Some(a) => Some(serde_json::from_str(&a).map_err(|_| bad("address", &a))?),
                 None => None,
             };
@@ -427,13 +427,13 @@ impl Store {
                 row: row_no as u64,
                 // The stored id is what the bank file carries (generated ids included).
                 end_to_end_id: Some(e2e),
-                creditor_name: sealed.open("creditor_name", r.get(2))?,
+                creditor_name: payee.name,
                 creditor_account: account,
                 creditor_agent,
-                creditor_bank_name: r.get(7),
+                creditor_bank_name: r.get(5),
                 creditor_address,
                 amount,
-                remittance: sealed.open_opt("remittance", r.get(10))?,
+                remittance: payee.remittance,
                 execution_date: date_s.parse().map_err(|_| bad("date", &date_s))?,
             });
         }

@@ -880,11 +880,11 @@ impl Store {
     }
 
     pub async fn payments(&self, batch: i64) -> Result<Vec<StoredPayment>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, row_no, end_to_end_id, creditor_name, account, agent, amount_minor, currency, execution_date,
-                    state, status_code, reason_code, reason_text, bank_reference, updated_at, enc_key
-             FROM payments WHERE batch_id = $1 ORDER BY row_no",
-        )
+                    state, status_code, reason_code, reason_text, bank_reference, updated_at, {PAYEE_COLUMNS}
+             FROM payments WHERE batch_id = $1 ORDER BY row_no"
+        )))
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
@@ -892,13 +892,13 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let row_no: i64 = r.get(1);
-                let sealed = Sealed::new(keys, r.get(15), batch, row_no);
+                let payee = payee_at(keys, r, 15, batch, row_no)?;
                 Ok(StoredPayment {
                     id: r.get(0),
                     row_no,
                     end_to_end_id: r.get(2),
-                    creditor_name: sealed.open("creditor_name", r.get(3))?,
-                    account: sealed.open("account", r.get(4))?,
+                    creditor_name: payee.name,
+                    account: payee.account,
                     agent: r.get(5),
                     amount_minor: r.get(6),
                     currency: r.get(7),
@@ -1230,7 +1230,7 @@ async fn insert_payments(
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
                 agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
-                creditor_address, enc_key, account_hmac) ",
+                creditor_address, enc_key, sealed, account_hmac) ",
         );
         q.push_values(chunk, |mut b, p| {
             let (acct_type, acct) = match &p.creditor_account {
@@ -1246,79 +1246,149 @@ async fn insert_payments(
                 .end_to_end_id
                 .clone()
                 .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
-            let ctx = |col: &str| context(col, batch, p.row as i64);
             let address = p
                 .creditor_address
                 .as_ref()
                 .and_then(|a| serde_json::to_string(a).ok());
+            let (sealed, hmac) = seal_payee(
+                keys,
+                batch,
+                p.row as i64,
+                &Payee {
+                    name: p.creditor_name.clone(),
+                    account: acct,
+                    remittance: p.remittance.clone(),
+                    address,
+                },
+            );
+            // The plaintext columns stay empty: the payee is in `sealed`.
             b.push_bind(batch)
                 .push_bind(p.row as i64)
                 .push_bind(e2e)
-                .push_bind(keys.seal(&ctx("creditor_name"), &p.creditor_name))
+                .push_bind("")
                 .push_bind(acct_type)
-                .push_bind(keys.seal(&ctx("account"), &acct))
+                .push_bind("")
                 .push_bind(agent_type)
                 .push_bind(agent)
                 .push_bind(p.creditor_bank_name.clone())
                 .push_bind(p.amount.minor_units())
                 .push_bind(p.amount.currency().as_str())
-                .push_bind(keys.seal_opt(&ctx("remittance"), p.remittance.as_deref()))
+                .push_bind(None::<String>)
                 .push_bind(p.execution_date.to_string())
-                .push_bind(keys.seal_opt(&ctx("creditor_address"), address.as_deref()))
+                .push_bind(None::<String>)
                 .push_bind(keys.current())
-                .push_bind(keys.lookup(&acct));
+                .push_bind(sealed)
+                .push_bind(hmac);
         });
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// What a payment's encrypted column is bound to: the column and the row, so that a value
-/// copied into another row or column does not decrypt.
-pub(super) fn context(column: &str, batch: i64, row_no: i64) -> String {
-    format!("payments.{column}:{batch}:{row_no}")
+/// A payment's payee data: what the store keeps encrypted, in one sealed record per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Payee {
+    pub name: String,
+    pub account: String,
+    pub remittance: Option<String>,
+    pub address: Option<String>,
 }
 
-/// Reads one payment row's encrypted columns: under its data key, or as written before
-/// encryption (`enc_key` NULL; the store re-encrypts such rows when it opens with its key).
-pub(super) struct Sealed<'a> {
-    keys: &'a crate::vault::DataKeys,
-    key: Option<i64>,
+impl Payee {
+    /// Each field as a big-endian u32 length (`u32::MAX`: none) and its UTF-8 bytes.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            16 + self.name.len()
+                + self.account.len()
+                + self.remittance.as_ref().map_or(0, String::len)
+                + self.address.as_ref().map_or(0, String::len),
+        );
+        for f in [
+            Some(self.name.as_str()),
+            Some(self.account.as_str()),
+            self.remittance.as_deref(),
+            self.address.as_deref(),
+        ] {
+            match f {
+                Some(v) => {
+                    out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                    out.extend_from_slice(v.as_bytes());
+                }
+                None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+            }
+        }
+        out
+    }
+
+    fn decode(mut b: &[u8]) -> Option<Payee> {
+        let mut field = || -> Option<Option<String>> {
+            let (len, rest) = b.split_first_chunk::<4>()?;
+            let len = u32::from_be_bytes(*len);
+            if len == u32::MAX {
+                b = rest;
+                return Some(None);
+            }
+            let (v, rest) = rest.split_at_checked(len as usize)?;
+            b = rest;
+            Some(Some(String::from_utf8(v.to_vec()).ok()?))
+        };
+        Some(Payee {
+            name: field()??,
+            account: field()??,
+            remittance: field()?,
+            address: field()?,
+        })
+    }
+}
+
+/// What a payment's sealed record is bound to: its batch and row, so that a record copied
+/// into another row does not decrypt.
+pub(super) fn payee_context(batch: i64, row_no: i64) -> String {
+    format!("payments:{batch}:{row_no}")
+}
+
+/// The columns a payee is read from, in this order (at the end of a SELECT, for `payee_at`).
+pub(super) const PAYEE_COLUMNS: &str =
+    "enc_key, sealed, creditor_name, account, remittance, creditor_address";
+
+/// Reads the payee of a row whose `PAYEE_COLUMNS` start at column `i`: decrypted under its
+/// data key, or as written before encryption (`enc_key` NULL; the store encrypts such rows
+/// when it opens with its key).
+pub(super) fn payee_at(
+    keys: &crate::vault::DataKeys,
+    r: &sqlx::sqlite::SqliteRow,
+    i: usize,
     batch: i64,
     row_no: i64,
+) -> Result<Payee, StoreError> {
+    match r.get::<Option<i64>, _>(i) {
+        None => Ok(Payee {
+            name: r.get(i + 2),
+            account: r.get(i + 3),
+            remittance: r.get(i + 4),
+            address: r.get(i + 5),
+        }),
+        Some(key) => {
+            let blob: Vec<u8> = r.get(i + 1);
+            let plain = keys.open(key, &payee_context(batch, row_no), &blob)?;
+            Payee::decode(&plain)
+                .ok_or(crate::vault::VaultError::Damaged("not a payee record"))
+                .map_err(StoreError::from)
+        }
+    }
 }
 
-impl<'a> Sealed<'a> {
-    pub(super) fn new(
-        keys: &'a crate::vault::DataKeys,
-        key: Option<i64>,
-        batch: i64,
-        row_no: i64,
-    ) -> Self {
-        Sealed {
-            keys,
-            key,
-            batch,
-            row_no,
-        }
-    }
-
-    pub(super) fn open(&self, column: &str, v: String) -> Result<String, StoreError> {
-        match self.key {
-            None => Ok(v),
-            Some(k) => Ok(self
-                .keys
-                .open(k, &context(column, self.batch, self.row_no), &v)?),
-        }
-    }
-
-    pub(super) fn open_opt(
-        &self,
-        column: &str,
-        v: Option<String>,
-    ) -> Result<Option<String>, StoreError> {
-        v.map(|v| self.open(column, v)).transpose()
-    }
+/// The sealed record and the account's lookup hash of a payee, under the current key.
+pub(super) fn seal_payee(
+    keys: &crate::vault::DataKeys,
+    batch: i64,
+    row_no: i64,
+    p: &Payee,
+) -> (Vec<u8>, Vec<u8>) {
+    (
+        keys.seal(&payee_context(batch, row_no), &p.encode()),
+        keys.lookup(&p.account),
+    )
 }
 
 /// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:

@@ -547,10 +547,82 @@ async fn payment_data_is_stored_encrypted_and_survives_a_key_rotation() {
         Some("SALARY NOV REF-778812")
     );
     // A value moved into another row does not decrypt: the row is part of what is sealed.
-    sqlx::query("UPDATE payments SET account = (SELECT account FROM payments WHERE row_no = 3) WHERE row_no = 2")
+    sqlx::query("UPDATE payments SET sealed = (SELECT sealed FROM payments WHERE row_no = 3) WHERE row_no = 2")
         .execute(&store.pool)
         .await
         .unwrap();
     let e = store.payments(id).await.unwrap_err().to_string();
     assert!(e.contains("does not decrypt"), "{e}");
+}
+
+#[tokio::test]
+async fn rows_and_payees_written_before_encryption_are_encrypted_when_the_store_opens_with_its_key()
+{
+    let (dir, store) = fresh().await;
+    let file = store
+        .record_file("supplier", "old.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let id = store
+        .create_batch(
+            file.id,
+            "supplier",
+            "bank",
+            "MSG-OLD",
+            &[payment(2, 700)],
+            "test",
+            at(1),
+        )
+        .await
+        .unwrap();
+    // As an earlier version stored it: the payee in the plaintext columns, and a payee row.
+    sqlx::query(
+        "UPDATE payments SET enc_key = NULL, sealed = NULL, account_hmac = NULL,
+             creditor_name = 'Old Style GmbH', account = 'DE89370400440532013000', remittance = 'INV-OLD-1'",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO payees (channel, account, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at)
+         VALUES ('supplier', 'DE89370400440532013000', 'EUR', 700, $1, 'x', 'x')",
+    )
+    .bind(id)
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        store.payments(id).await.unwrap()[0].creditor_name,
+        "Old Style GmbH"
+    );
+    assert_eq!(store.rows_off_current_key().await.unwrap(), 1);
+    let done = store.reencrypt(1000, |_| {}).await.unwrap();
+    assert_eq!((done.rows, done.payees), (1, 1));
+    let p = &store.payments(id).await.unwrap()[0];
+    assert_eq!(
+        (p.creditor_name.as_str(), p.account.as_str()),
+        ("Old Style GmbH", "DE89370400440532013000")
+    );
+    let left: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM payments WHERE creditor_name <> '' OR account <> '' OR remittance IS NOT NULL",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(left, 0, "plaintext columns emptied");
+    let hashed: i64 = sqlx::query("SELECT COUNT(*) FROM payee_lookup WHERE account_hmac = $1")
+        .bind(store.keys().unwrap().lookup("DE89370400440532013000"))
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hashed, 1);
+    let old: i64 = sqlx::query("SELECT COUNT(*) FROM payees")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old, 0);
+    drop(dir);
 }

@@ -4,10 +4,10 @@
 //! that installs it (the README's test command installs them). Every wait has a deadline.
 
 mod access;
-mod protect;
 #[allow(dead_code)]
 #[path = "../delivery/harness.rs"]
 mod harness;
+mod protect;
 mod world;
 
 use std::time::{Duration, Instant};

@@ -84,7 +84,10 @@ fn a_data_key_rotation_killed_mid_way_leaves_every_row_readable_and_finishes_whe
         b.len() == 1 && b[0].is_final()
     });
     let before = w.paygate(&["batch", "show", &b[0].id.to_string()]).1;
-    assert!(before.contains("NL80RABO1119893879") || before.contains("NL80"), "{before}");
+    assert!(
+        before.contains("NL80RABO1119893879") || before.contains("NL80"),
+        "{before}"
+    );
     // Rotation refuses while the daemon runs: it holds the key in memory.
     let (code, out) = w.paygate(&["keys", "rotate-data-key"]);
     assert_eq!(code, 2, "{out}");
@@ -108,7 +111,10 @@ fn a_data_key_rotation_killed_mid_way_leaves_every_row_readable_and_finishes_whe
     );
     let keyfile = std::fs::read_to_string(w.dir.join("data/keys/data.key")).unwrap();
     assert!(keyfile.contains("current = 2"), "{keyfile}");
-    assert!(keyfile.contains("1 = ") && keyfile.contains("2 = "), "both keys held: {keyfile}");
+    assert!(
+        keyfile.contains("1 = ") && keyfile.contains("2 = "),
+        "both keys held: {keyfile}"
+    );
     // Every row readable with the rows under both keys.
     let mid = w.paygate(&["batch", "show", &b[0].id.to_string()]).1;
     assert_eq!(mid, before);
@@ -118,7 +124,10 @@ fn a_data_key_rotation_killed_mid_way_leaves_every_row_readable_and_finishes_whe
     assert!(out.contains("data_key.rotation_resumed"), "{out}");
     assert!(out.contains("data_key.rotated"), "{out}");
     let keyfile = std::fs::read_to_string(w.dir.join("data/keys/data.key")).unwrap();
-    assert!(keyfile.contains("current = 2") && !keyfile.contains("1 = "), "{keyfile}");
+    assert!(
+        keyfile.contains("current = 2") && !keyfile.contains("1 = "),
+        "{keyfile}"
+    );
     let after = w.paygate(&["batch", "show", &b[0].id.to_string()]).1;
     assert_eq!(after, before);
     let (_, audit) = w.paygate(&["audit"]);
@@ -292,7 +301,8 @@ to = ["ops@acme.example"]
     assert_ne!(code, 0, "{out}");
     // A broken audit chain is found at start: an anchor ahead of the database.
     w.wait_batches("the slow batch to expire", 60, |b| {
-        b.iter().any(|x| x.channel == "slow" && x.state == "expired")
+        b.iter()
+            .any(|x| x.channel == "slow" && x.state == "expired")
     });
     w.signal_daemon(libc::SIGTERM);
     assert_eq!(w.wait_daemon(30), 0, "{}", w.log());
@@ -302,9 +312,11 @@ to = ["ops@acme.example"]
     std::fs::write(&anchor, a).unwrap();
     w.start_daemon();
     let all = |bodies: &[String]| {
-        paygate::alerts::kind::ALL
-            .iter()
-            .all(|k| bodies.iter().any(|b| b.contains(&format!("\"kind\":\"{k}\""))))
+        paygate::alerts::kind::ALL.iter().all(|k| {
+            bodies
+                .iter()
+                .any(|b| b.contains(&format!("\"kind\":\"{k}\"")))
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     while !(all(&hook.bodies())
@@ -320,7 +332,11 @@ to = ["ops@acme.example"]
             by_subject(&hook.bodies()).keys().collect::<Vec<_>>(),
             smtp.messages()
                 .iter()
-                .map(|m| m.lines().find(|l| l.starts_with("Subject")).unwrap_or("").to_string())
+                .map(|m| m
+                    .lines()
+                    .find(|l| l.starts_with("Subject"))
+                    .unwrap_or("")
+                    .to_string())
                 .collect::<Vec<_>>(),
             w.log()
         );

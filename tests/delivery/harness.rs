@@ -691,8 +691,10 @@ pub fn self_signed_cert() -> (Vec<u8>, openssl::pkey::PKey<openssl::pkey::Privat
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
     b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
         .unwrap();
     let san = SubjectAlternativeName::new()
@@ -767,7 +769,11 @@ impl SmtpSink {
                         let cmd = line.to_ascii_uppercase();
                         let secure = tls.is_some();
                         let reply: &[u8] = if cmd.starts_with("EHLO") {
-                            if secure { b"250 sink\r\n" } else { b"250-sink\r\n250 STARTTLS\r\n" }
+                            if secure {
+                                b"250 sink\r\n"
+                            } else {
+                                b"250-sink\r\n250 STARTTLS\r\n"
+                            }
                         } else if cmd.starts_with("STARTTLS") {
                             let _ = r.get_mut().write_all(b"220 go ahead\r\n");
                             let Ok(s) = acceptor.accept(plain.take().unwrap()) else {
