@@ -530,6 +530,13 @@ impl Store {
 
     /// Recomputes the hash chain. Returns the number of entries, or where it breaks.
     pub async fn verify_audit(&self) -> Result<Result<u64, AuditBroken>, StoreError> {
+        // The anchor first: a head is appended to it only after its entry committed, so every
+        // head read now is in the database read next, however busy a running daemon is (read
+        // the other way round, an entry committed in between looked removed).
+        let anchor_text = self
+            .anchor
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok());
         let rows = sqlx::query("SELECT seq, at, actor, action, batch_id, details, prev_hash, hash FROM audit ORDER BY seq")
             .fetch_all(&self.pool)
             .await?;
@@ -560,9 +567,7 @@ impl Store {
             prev = hash;
         }
         // Every head the anchor saw must still be in the chain, unchanged.
-        if let Some(path) = &self.anchor
-            && let Ok(text) = std::fs::read_to_string(path)
-        {
+        if let (Some(path), Some(text)) = (&self.anchor, &anchor_text) {
             for line in text.lines() {
                 // Only whole lines count: `SEQ HASH` with a 64-digit hex hash. A line cut short
                 // by a crash while it was appended (older versions wrote it in pieces) says
