@@ -95,14 +95,40 @@ fn wants(kinds: &[String], kind: &str) -> bool {
     kinds.is_empty() || kinds.iter().any(|k| k == kind)
 }
 
+/// A webhook's name in the queue: `webhook:` and a hash of its URL, so that a reload that
+/// reorders or removes webhooks never sends a queued alert to another one.
+fn webhook_id(w: &Webhook) -> String {
+    use sha2::Digest;
+    format!(
+        "webhook:{}",
+        &hex::encode(sha2::Sha256::digest(w.url.as_bytes()))[..12]
+    )
+}
+
+/// A URL as it may be shown: without its query (webhook tokens travel there) and user info.
+pub fn redact(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or("");
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            let q = if no_query.len() < url.len() {
+                "?…"
+            } else {
+                ""
+            };
+            format!("{scheme}://{rest}{q}")
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
 /// The sinks an alert of `kind` goes to: `webhook:N` and `email`.
 fn sinks(cfg: &AlertsCfg, kind: &str) -> Vec<String> {
     let mut out: Vec<String> = cfg
         .webhooks
         .iter()
-        .enumerate()
-        .filter(|(_, w)| wants(&w.kinds, kind))
-        .map(|(i, _)| format!("webhook:{i}"))
+        .filter(|w| wants(&w.kinds, kind))
+        .map(webhook_id)
         .collect();
     if let Some(e) = &cfg.email
         && wants(&e.kinds, kind)
@@ -166,6 +192,10 @@ pub async fn deliver_due(cfg: &std::sync::Arc<Config>, store: &Store) -> Result<
                 store.delivery_done(d.id, Utc::now()).await?;
                 n += 1;
             }
+            Err(e) if e.starts_with(GONE) => {
+                tracing::error!(error_code = "alert.abandoned", alert = d.alert.id, sink = %d.sink, "alert {} ({}) not delivered through {}: {e}", d.alert.id, d.alert.kind, d.sink);
+                store.delivery_abandoned(d.id, &e).await?;
+            }
             Err(e) => {
                 let next = Utc::now() + backoff(d.attempts);
                 tracing::error!(error_code = "alert.undelivered", alert = d.alert.id, sink = %d.sink, attempts = d.attempts + 1, "alert {} ({}) not delivered through {}: {e}; trying again at {next}", d.alert.id, d.alert.kind, d.sink);
@@ -176,16 +206,23 @@ pub async fn deliver_due(cfg: &std::sync::Arc<Config>, store: &Store) -> Result<
     Ok(n)
 }
 
+/// The start of the error of a delivery whose channel is gone from the config.
+const GONE: &str = "no longer configured";
+
 fn send(cfg: &Config, d: &DueDelivery) -> Result<(), String> {
-    if let Some(i) = d.sink.strip_prefix("webhook:") {
-        let w = i
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| cfg.alerts.webhooks.get(i))
-            .ok_or_else(|| format!("{} is no longer configured", d.sink))?;
+    if d.sink.starts_with("webhook:") {
+        let w = cfg
+            .alerts
+            .webhooks
+            .iter()
+            .find(|w| webhook_id(w) == d.sink)
+            .ok_or_else(|| format!("{GONE}: no configured webhook is {}", d.sink))?;
         return post(w, &d.alert);
     }
     if d.sink == "email" {
+        if cfg.alerts.email.is_none() {
+            return Err(format!("{GONE}: alerts.email was removed"));
+        }
         return email(cfg, &d.alert);
     }
     Err(format!("unknown sink {}", d.sink))
@@ -235,16 +272,17 @@ fn post(w: &Webhook, a: &StoredAlert) -> Result<(), String> {
             .build(),
     );
     let body = serde_json::to_vec(&payload(a)).map_err(|e| e.to_string())?;
+    let shown = redact(&w.url);
     let resp = agent
         .post(&w.url)
         .header("content-type", "application/json")
         .send(&body[..])
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{shown}: {}", e.to_string().replace(&w.url, &shown)))?;
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(format!("{} answered HTTP {status}", w.url))
+        Err(format!("{shown} answered HTTP {status}"))
     }
 }
 
@@ -321,4 +359,21 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
         return None;
     }
     Some(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_in_webhook_urls_are_never_shown() {
+        assert_eq!(
+            super::redact("https://oapi.dingtalk.com/robot/send?access_token=SECRET"),
+            "https://oapi.dingtalk.com/robot/send?…"
+        );
+        assert_eq!(
+            super::redact("https://user:pw@hooks.example/x"),
+            "https://hooks.example/x"
+        );
+        assert_eq!(super::backoff(0), chrono::Duration::seconds(15));
+        assert_eq!(super::backoff(20), chrono::Duration::seconds(3600));
+    }
 }

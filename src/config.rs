@@ -1235,6 +1235,52 @@ impl Config {
                 p(format!("{key}.cnaps"), format!("`{c}`: {e}"));
             }
         }
+        for (key, v, lo, hi) in [
+            (
+                "alerts.repeat_after_mins",
+                self.alerts.repeat_after_mins,
+                1,
+                10_080,
+            ),
+            (
+                "alerts.bank_unreachable_mins",
+                self.alerts.bank_unreachable_mins,
+                0,
+                10_080,
+            ),
+            (
+                "alerts.status_deadline_hours",
+                self.alerts.status_deadline_hours,
+                0,
+                8_760,
+            ),
+            (
+                "alerts.key_expiry_days",
+                self.alerts.key_expiry_days,
+                1,
+                36_500,
+            ),
+            (
+                "alerts.refusals_per_hour",
+                self.alerts.refusals_per_hour,
+                1,
+                1_000_000,
+            ),
+            ("alerts.check_secs", self.alerts.check_secs, 1, 86_400),
+            (
+                "alerts.disk_free_min_mb",
+                self.alerts.disk_free_min_mb,
+                0,
+                1 << 40,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                p(
+                    key.into(),
+                    format!("{v} is out of range: give {lo} to {hi}"),
+                );
+            }
+        }
         for (i, w) in self.alerts.webhooks.iter().enumerate() {
             let key = format!("alerts.webhooks[{i}].url");
             match w.url.split_once("://") {

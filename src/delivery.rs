@@ -489,9 +489,16 @@ async fn process(
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned();
+                    // The batches it answered; after a crash between applying it and
+                    // archiving it, `apply` finds it applied and names none: the store does.
+                    let mut batches: Vec<i64> = a.batches.iter().map(|b| b.batch).collect();
+                    if batches.is_empty() && !a.new {
+                        let (sha, _) = sha256_file(path).map_err(io(path))?;
+                        batches = store.batches_of_report(&sha).await?;
+                    }
                     let dst = crate::archive::path_for(
                         cfg,
-                        a.batches.first().map(|b| b.batch),
+                        batches.first().copied(),
                         bank,
                         "return",
                         &name,
@@ -500,10 +507,10 @@ async fn process(
                     let sha = blocking(move || crate::archive::ArchiveKey::of(&c)?.store(&src, &d))
                         .await?;
                     let archived = dst.display().to_string();
-                    let batches: Vec<Option<i64>> = if a.batches.is_empty() {
+                    let batches: Vec<Option<i64>> = if batches.is_empty() {
                         vec![None]
                     } else {
-                        a.batches.iter().map(|b| Some(b.batch)).collect()
+                        batches.into_iter().map(Some).collect()
                     };
                     for b in batches {
                         store

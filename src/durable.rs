@@ -41,3 +41,29 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)
 }
+
+/// Takes an exclusive lock on `dir/paygate.lock` (created 0600), held while the returned file
+/// is open: one daemon per data folder, and no key rotation beside it.
+pub fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("paygate.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
+    // SAFETY: `f` is an open file descriptor for the duration of the call.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(std::io::Error::other(format!(
+                "{} is held by another paygate (the daemon, or a data-key rotation)",
+                path.display()
+            )));
+        }
+        return Err(e);
+    }
+    Ok(f)
+}

@@ -78,11 +78,17 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
             if let Err(e) = crate::durable::create_private_dir(&dir) {
                 return fail(&format!("{}: {e}", dir.display()));
             }
-            let dst = dir.join(crate::transport::safe_local_name(&f.name));
+            // Two files of one name (two answers from the bank called the same): the later
+            // one gets its archive number.
+            let mut local = crate::transport::safe_local_name(&f.name);
+            if dir.join(&local).exists() {
+                local = format!("{local}.{}", f.id);
+            }
+            let dst = dir.join(&local);
             match secret.decrypt(Path::new(&f.path), &dst) {
                 Ok(sha) if sha == f.sha256 => {
-                    sums.push_str(&format!("{sha}  {}/{}\n", f.kind, f.name));
-                    println!("{}/{}  {}", f.kind, f.name, dst.display());
+                    sums.push_str(&format!("{sha}  {}/{local}\n", f.kind));
+                    println!("{}/{local}  ({})", f.kind, f.name);
                 }
                 Ok(sha) => {
                     bad += 1;

@@ -100,6 +100,19 @@ fn rotate_data_key(config_path: &std::path::Path, chunk: usize) -> Exit {
         );
         return Exit::Usage;
     }
+    // Held to the end: a daemon starting meanwhile waits for nothing and refuses to run.
+    let data = cfg.data_dir();
+    if let Err(e) = crate::durable::create_private_dir(&data) {
+        eprintln!("paygate: {}: {e}", data.display());
+        return Exit::Usage;
+    }
+    let _lock = match crate::durable::lock_dir(&data) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("paygate: {e}: stop the daemon first (systemctl stop paygate)");
+            return Exit::Usage;
+        }
+    };
     let me = crate::daemon::folders::current_user();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

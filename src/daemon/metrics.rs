@@ -248,6 +248,8 @@ pub async fn render(ctx: &Arc<Ctx>) -> Result<String, String> {
 
 /// Serves `/metrics` until the token is cancelled. Each connection: one request, one answer.
 pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, token: CancellationToken) {
+    // One scrape at a time: each reads the store, whose few connections the pipeline needs.
+    let one = Arc::new(tokio::sync::Semaphore::new(1));
     loop {
         let (mut stream, _) = tokio::select! {
             _ = token.cancelled() => break,
@@ -260,7 +262,7 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, token: Canc
                 }
             },
         };
-        let ctx = ctx.clone();
+        let (ctx, one) = (ctx.clone(), one.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut n = 0;
@@ -285,7 +287,12 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, token: Canc
             let target = line.split_whitespace().take(2).collect::<Vec<_>>();
             let (status, ctype, body) = match target.as_slice() {
                 ["GET", p] if *p == "/metrics" || p.starts_with("/metrics?") => {
-                    match render(&ctx).await {
+                    match async {
+                        let _turn = one.acquire().await.map_err(|e| e.to_string())?;
+                        render(&ctx).await
+                    }
+                    .await
+                    {
                         Ok(b) => (
                             "200 OK",
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",

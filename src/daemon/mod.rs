@@ -64,7 +64,9 @@ impl DaemonError {
                 | DaemonError::Admin(_)
                 | DaemonError::Mode(_)
                 | DaemonError::Archive(_)
-                | DaemonError::Store(StoreError::Vault(_) | StoreError::KeyMissing(_))
+                | DaemonError::Store(
+                    StoreError::Vault(_) | StoreError::KeyMissing(_) | StoreError::KeyMismatch(_)
+                )
         )
     }
 }
@@ -100,6 +102,8 @@ pub struct Ctx {
     pub started: Instant,
     pub started_at: DateTime<Utc>,
     banks: Mutex<BTreeMap<String, BankStatus>>,
+    /// The lock on the data folder (`durable::lock_dir`), held for the daemon's life.
+    _lock: std::fs::File,
     /// Refused requests per user (the last hour's), for the repeated-refusals alert.
     pub refusals: Mutex<HashMap<String, Vec<Instant>>>,
     /// Failed batch steps: when to try again.
@@ -156,6 +160,12 @@ impl Prepared {
 /// (exit 78): nothing has been picked up yet.
 pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     let cfg = Arc::new(Config::load(config_path)?);
+    // One daemon per data folder, and no key rotation beside it: taken before anything is
+    // cleaned up or opened.
+    let data = cfg.data_dir();
+    pickup::create_private_dir(&data).map_err(|e| DaemonError::DataDir(data.clone(), e))?;
+    let lock =
+        crate::durable::lock_dir(&data).map_err(|e| DaemonError::DataDir(data.clone(), e))?;
     check_folders(&cfg)?;
     for (name, ch) in &cfg.channels {
         let removed = Folders::of(&cfg, ch).remove_stale();
@@ -163,8 +173,6 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
             tracing::info!(channel = %name, "removed {removed} unfinished temporary file(s) a crash left in results/ or rejected/");
         }
     }
-    let data = cfg.data_dir();
-    pickup::create_private_dir(&data).map_err(|e| DaemonError::DataDir(data.clone(), e))?;
     let store = Store::open_configured(&cfg).await?;
     check_modes(&cfg)?;
     crate::archive::ArchiveKey::of(&cfg)?;
@@ -225,6 +233,7 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
         banks: Mutex::new(BTreeMap::new()),
         retry: Mutex::new(HashMap::new()),
         refusals: Mutex::new(HashMap::new()),
+        _lock: lock,
         generation: Mutex::new(CancellationToken::new()),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),

@@ -19,10 +19,192 @@ fn remove_file(p: &Path, n: &mut usize) {
     }
 }
 
-/// Removes leftover plaintext; returns how many files it removed.
+#[allow(clippy::too_many_arguments)]
+/// Encrypts into the archive (and registers) a file an earlier version kept in plaintext,
+/// then removes the plaintext. `src` stays when archiving fails.
+async fn archive_old(
+    key: &crate::archive::ArchiveKey,
+    store: &Store,
+    src: &Path,
+    dst: &Path,
+    batches: &[Option<i64>],
+    bank: Option<&str>,
+    kind: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let (k, s, d) = (key.clone(), src.to_path_buf(), dst.to_path_buf());
+    let sha = match tokio::task::spawn_blocking(move || k.store(&s, &d)).await {
+        Ok(Ok(sha)) => sha,
+        Ok(Err(e)) => {
+            tracing::error!(
+                error_code = "archive.failed",
+                "{} kept in plaintext: {e}",
+                src.display()
+            );
+            return Ok(());
+        }
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    for b in batches {
+        store
+            .record_archived(
+                *b,
+                bank,
+                kind,
+                name,
+                &dst.display().to_string(),
+                &sha,
+                chrono::Utc::now(),
+            )
+            .await?;
+    }
+    let _ = std::fs::remove_file(src);
+    tracing::info!(
+        stage = "at_rest",
+        "{} archived encrypted as {}",
+        src.display(),
+        dst.display()
+    );
+    Ok(())
+}
+
+/// What an earlier version kept in plaintext for the audit — accepted source files in the
+/// channels' `archive/`, sealed files in `outbox/`, opened bank files in `spool/` — is
+/// encrypted into the archive before anything is cleaned, so that no copy is lost.
+async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreError> {
+    let Ok(key) = crate::archive::ArchiveKey::of(cfg) else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    let files = |d: &Path| {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect::<Vec<_>>()
+    };
+    for ch in cfg.channels.values() {
+        let dir = cfg.resolve(&ch.folder).join("archive");
+        for f in files(&dir) {
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".pgp") || is_temp(&name) {
+                continue;
+            }
+            // `batchN-NAME` (and a time stamp when the name was taken).
+            let batch = name
+                .strip_prefix("batch")
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(b, _)| b.parse::<i64>().ok());
+            let dst = dir.join(format!("{name}.pgp"));
+            archive_old(&key, store, &f, &dst, &[batch], None, "source", &name).await?;
+            n += 1;
+        }
+    }
+    for dir in files_and_dirs(&cfg.data_dir().join("outbox")) {
+        let msg_id = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some(b) = store.batch_by_msg_id(&msg_id).await? else {
+            continue;
+        };
+        if matches!(
+            b.state,
+            BatchState::AwaitingApproval | BatchState::Approved | BatchState::Received
+        ) {
+            continue;
+        }
+        for f in files(&dir) {
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name == "render.out" || is_temp(&name) {
+                continue;
+            }
+            let dst = crate::archive::path_for(cfg, Some(b.id), &b.bank, "sealed", &name);
+            if store.is_archived(&dst.display().to_string()).await? {
+                continue;
+            }
+            // Kept: the sealed file may still be sent; `clean` removes it once it is.
+            let (k, s, d) = (key.clone(), f.clone(), dst.clone());
+            if let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || k.store(&s, &d)).await {
+                store
+                    .record_archived(
+                        Some(b.id),
+                        Some(&b.bank),
+                        "sealed",
+                        &name,
+                        &dst.display().to_string(),
+                        &sha,
+                        chrono::Utc::now(),
+                    )
+                    .await?;
+                n += 1;
+            }
+        }
+    }
+    for r in store.return_files(None).await? {
+        let Some(opened) = r.opened_path.as_deref().map(Path::new) else {
+            continue;
+        };
+        if r.state != "processed"
+            || !opened.is_file()
+            || opened.extension().is_some_and(|e| e == "pgp")
+        {
+            continue;
+        }
+        let name = opened
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let sha = crate::delivery::sha256_file(opened)
+            .map(|(s, _)| s)
+            .unwrap_or_default();
+        let batches: Vec<Option<i64>> = match store.batches_of_report(&sha).await? {
+            b if b.is_empty() => vec![None],
+            b => b.into_iter().map(Some).collect(),
+        };
+        let dst = crate::archive::path_for(cfg, batches[0], &r.bank, "return", &name);
+        archive_old(
+            &key,
+            store,
+            opened,
+            &dst,
+            &batches,
+            Some(&r.bank),
+            "return",
+            &r.remote_name,
+        )
+        .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn files_and_dirs(d: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(d)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes leftover plaintext; returns how many files it archived or removed.
 pub async fn clean(cfg: &Config, store: &Store) -> Result<usize, StoreError> {
     let data = cfg.data_dir();
-    let mut n = 0;
+    let mut n = upgrade_archive(cfg, store).await?;
     let entries = |d: &Path| {
         std::fs::read_dir(d)
             .into_iter()

@@ -80,7 +80,7 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin().await?;
         let recent: Option<i64> = sqlx::query(
-            "SELECT id FROM alerts WHERE kind = $1 AND subject = $2 AND acked_at IS NULL AND last_raised_at > $3
+            "SELECT id FROM alerts WHERE kind = $1 AND subject = $2 AND acked_at IS NULL AND raised_at > $3
              ORDER BY id DESC LIMIT 1",
         )
         .bind(&a.kind)
@@ -113,6 +113,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
+        // An older open alert of the same kind and subject is superseded by this one.
+        sqlx::query(
+            "UPDATE alerts SET acked_at = $1, acked_by = $2 WHERE kind = $3 AND subject = $4 AND acked_at IS NULL AND id <> $5",
+        )
+        .bind(ts(at))
+        .bind(format!("paygate (raised again as alert {id})"))
+        .bind(&a.kind)
+        .bind(&a.subject)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         for s in sinks {
             sqlx::query(
                 "INSERT INTO alert_deliveries (alert_id, sink, state, next_at) VALUES ($1, $2, 'pending', $3)",
@@ -181,6 +192,18 @@ impl Store {
             "UPDATE alert_deliveries SET state = 'delivered', attempts = attempts + 1, delivered_at = $1 WHERE id = $2",
         )
         .bind(ts(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A delivery whose channel is no longer configured: it leaves the queue (logged).
+    pub async fn delivery_abandoned(&self, id: i64, why: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alert_deliveries SET state = 'abandoned', last_error = $1 WHERE id = $2",
+        )
+        .bind(why)
         .bind(id)
         .execute(&self.pool)
         .await?;

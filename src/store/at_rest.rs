@@ -175,9 +175,16 @@ impl Store {
         sha256: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // One row per path and batch: the same file archived again (a step repeated after a
+        // crash) replaces its row.
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM archived WHERE path = $1 AND batch_id IS $2")
+            .bind(path)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
-            "INSERT INTO archived (batch_id, bank, kind, name, path, sha256, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (path, batch_id) DO UPDATE SET sha256 = excluded.sha256, at = excluded.at",
+            "INSERT INTO archived (batch_id, bank, kind, name, path, sha256, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(batch)
         .bind(bank)
@@ -186,9 +193,65 @@ impl Store {
         .bind(path)
         .bind(sha256)
         .bind(ts(at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether a file is registered in the archive.
+    pub async fn is_archived(&self, path: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM archived WHERE path = $1 LIMIT 1")
+                .bind(path)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// The batches a bank report (by the SHA-256 of its plaintext) was applied to.
+    pub async fn batches_of_report(&self, sha256: &str) -> Result<Vec<i64>, StoreError> {
+        let mut ids: Vec<i64> =
+            sqlx::query("SELECT batch_id FROM reports WHERE sha256 = $1 AND batch_id IS NOT NULL")
+                .bind(sha256)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Ties the store to its data key: the first key seen is recorded (as a keyed hash of a
+    /// constant); another key file is refused.
+    pub(super) async fn check_data_key(
+        &self,
+        keys: &crate::vault::DataKeys,
+    ) -> Result<(), StoreError> {
+        let check = hex::encode(keys.lookup("paygate:data-key-check"));
+        let found: Option<String> =
+            sqlx::query("SELECT value FROM meta WHERE name = 'data_key_check'")
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0));
+        match found {
+            Some(v) if v == check => Ok(()),
+            Some(_) => Err(StoreError::KeyMismatch(
+                keys.path().map(|p| p.to_path_buf()).unwrap_or_default(),
+            )),
+            None => {
+                sqlx::query(
+                    "INSERT INTO meta (name, value) VALUES ('data_key_check', $1) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(check)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
     }
 
     /// Everything archived for a batch: its source, rendered and sealed files, the bank's

@@ -398,9 +398,12 @@ impl Store {
             let payee = super::payee_at(keys, r, 9, batch, row_no)?;
             let acct = payee.account;
             let account = match r.get::<String, _>(2).as_str() {
-                "iban" => Account::Iban(Iban::parse(&acct).map_err(|_| bad("IBAN", &acct))?),
+                "iban" => Account::Iban(
+                    Iban::parse(&acct).map_err(|_| bad("IBAN", &crate::model::mask(&acct)))?,
+                ),
                 _ => Account::Domestic(
-                    DomesticAccount::parse(&acct, 1, 34).map_err(|_| bad("account", &acct))?,
+                    DomesticAccount::parse(&acct, 1, 34)
+                        .map_err(|_| bad("account", &crate::model::mask(&acct)))?,
                 ),
             };
             let agent: Option<String> = r.get(4);

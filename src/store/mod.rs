@@ -47,6 +47,8 @@ pub enum StoreError {
     KeyMissing(std::path::PathBuf),
     #[error("{path}: {source}", path = .0.display(), source = .1)]
     Io(std::path::PathBuf, std::io::Error),
+    #[error("{}: this data key file is not the one this store's payment data is encrypted under; restore the right key file (or the credential paygate-data-key)", .0.display())]
+    KeyMismatch(std::path::PathBuf),
 }
 
 #[derive(Clone)]
@@ -213,7 +215,9 @@ impl Store {
     }
 
     /// Opens the store a config names, with its data keys and its audit anchor. A missing key
-    /// file is created (0600) only while no payment is stored encrypted.
+    /// file is created (0600) only while no payment is stored encrypted; a key file that is not
+    /// the one the store was first opened with is refused (`check_data_key`), so a second key
+    /// can never take over.
     pub async fn open_configured(cfg: &crate::config::Config) -> Result<Store, StoreError> {
         let data = cfg.data_dir();
         if !data.exists() {
@@ -247,6 +251,7 @@ impl Store {
             tracing::info!(path = %path.display(), "created the data key file: back it up apart from the database");
             k
         };
+        store.check_data_key(&keys).await?;
         Ok(store.with_data_keys(std::sync::Arc::new(keys)))
     }
 

@@ -626,3 +626,15 @@ async fn rows_and_payees_written_before_encryption_are_encrypted_when_the_store_
     assert_eq!(old, 0);
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_key_file_other_than_the_stores_own_is_refused() {
+    let (_dir, store) = fresh().await;
+    let mine = store.keys.clone().unwrap();
+    store.check_data_key(&mine).await.unwrap();
+    store.check_data_key(&mine).await.unwrap();
+    let other = crate::vault::DataKeys::generate();
+    let e = store.check_data_key(&other).await.unwrap_err();
+    assert!(matches!(e, StoreError::KeyMismatch(_)), "{e}");
+    assert!(e.to_string().contains("not the one"), "{e}");
+}

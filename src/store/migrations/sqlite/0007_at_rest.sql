@@ -34,4 +34,11 @@ CREATE TABLE archived (
     sha256    TEXT    NOT NULL CHECK (length(sha256) = 64),
     at        TEXT    NOT NULL
 );
-CREATE UNIQUE INDEX archived_path_batch ON archived (path, batch_id);
+CREATE INDEX archived_batch ON archived (batch_id);
+
+-- Facts about the store itself: `data_key_check` ties the store to its data key file (a
+-- keyed hash of a constant under the lookup key, which rotation never changes).
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

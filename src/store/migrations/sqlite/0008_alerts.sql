@@ -1,5 +1,5 @@
--- Alerts: what needs a person. One row per alert; raised again within the repeat interval it
--- is counted, not sent again. Each configured channel (webhook, email) has a delivery row that
+-- Alerts: what needs a person. One row per alert; raised again within the repeat interval (from
+-- when it was first raised) it is counted, not sent again; after it, it is a new alert. Each configured channel (webhook, email) has a delivery row that
 -- stays pending, retried with backoff, until the channel took it: never dropped.
 CREATE TABLE alerts (
     id             INTEGER PRIMARY KEY,
@@ -25,7 +25,8 @@ CREATE TABLE alert_deliveries (
     id           INTEGER PRIMARY KEY,
     alert_id     INTEGER NOT NULL REFERENCES alerts (id),
     sink         TEXT    NOT NULL,
-    state        TEXT    NOT NULL CHECK (state IN ('pending', 'delivered')),
+    -- abandoned: its channel was removed from the config (logged).
+    state        TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'abandoned')),
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_at      TEXT    NOT NULL,
     last_error   TEXT,
