@@ -138,8 +138,19 @@ fn a_data_key_rotation_killed_mid_way_leaves_every_row_readable_and_finishes_whe
     ] {
         assert!(audit.contains(a), "{a} not audited: {audit}");
     }
+    // What an earlier version left in plaintext in a channel's archive is encrypted into the
+    // archive at the next start, and the plaintext removed.
+    let old = w.folder("supplier", "archive").join("batch1-old-run.csv");
+    std::fs::write(&old, b"Vendor;IBAN\nOld GmbH;DE89370400440532013000\n").unwrap();
     // The daemon starts on the new key and the chain still verifies.
     w.start_daemon();
+    assert!(!old.exists(), "the plaintext copy is gone");
+    let enc = w
+        .folder("supplier", "archive")
+        .join("batch1-old-run.csv.pgp");
+    let (plain, status) = crate::world::gpg_decrypt_as(&w.keys, "archive", &enc);
+    assert!(status.contains("DECRYPTION_OKAY"), "{status}");
+    assert!(String::from_utf8_lossy(&plain).contains("Old GmbH"));
     let (code, out) = w.paygate(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
     w.signal_daemon(libc::SIGTERM);
