@@ -7,7 +7,24 @@
 use crate::config::Config;
 use crate::model::BatchState;
 use crate::store::{Store, StoreError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The entries of a folder (none when it cannot be read).
+fn entries(d: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(d)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
 
 fn is_temp(name: &str) -> bool {
     name.starts_with(".tmp") || name.starts_with(crate::durable::TEMP_PREFIX)
@@ -76,23 +93,10 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
         return Ok(0);
     };
     let mut n = 0;
-    let files = |d: &Path| {
-        std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect::<Vec<_>>()
-    };
     for ch in cfg.channels.values() {
         let dir = cfg.resolve(&ch.folder).join("archive");
-        for f in files(&dir) {
-            let name = f
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+        for f in entries(&dir).into_iter().filter(|p| p.is_file()) {
+            let name = name_of(&f);
             if name.ends_with(".pgp") || is_temp(&name) {
                 continue;
             }
@@ -106,12 +110,11 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
             n += 1;
         }
     }
-    for dir in files_and_dirs(&cfg.data_dir().join("outbox")) {
-        let msg_id = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for dir in entries(&cfg.data_dir().join("outbox"))
+        .into_iter()
+        .filter(|p| p.is_dir())
+    {
+        let msg_id = name_of(&dir);
         let Some(b) = store.batch_by_msg_id(&msg_id).await? else {
             continue;
         };
@@ -121,12 +124,8 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
         ) {
             continue;
         }
-        for f in files(&dir) {
-            let name = f
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+        for f in entries(&dir).into_iter().filter(|p| p.is_file()) {
+            let name = name_of(&f);
             if name == "render.out" || is_temp(&name) {
                 continue;
             }
@@ -162,11 +161,7 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
         {
             continue;
         }
-        let name = opened
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = name_of(opened);
         let sha = crate::delivery::sha256_file(opened)
             .map(|(s, _)| s)
             .unwrap_or_default();
@@ -191,43 +186,17 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
     Ok(n)
 }
 
-fn files_and_dirs(d: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(d)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
 /// Removes leftover plaintext; returns how many files it archived or removed.
 pub async fn clean(cfg: &Config, store: &Store) -> Result<usize, StoreError> {
     let data = cfg.data_dir();
     let mut n = upgrade_archive(cfg, store).await?;
-    let entries = |d: &Path| {
-        std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect::<Vec<_>>()
-    };
     for dir in entries(&data.join("outbox")) {
         if !dir.is_dir() {
             continue;
         }
-        let msg_id = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let msg_id = name_of(&dir);
         for f in entries(&dir) {
-            let name = f
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            let name = name_of(&f);
             if is_temp(&name) {
                 remove_file(&f, &mut n);
             }
@@ -264,11 +233,7 @@ pub async fn clean(cfg: &Config, store: &Store) -> Result<usize, StoreError> {
             remove_file(&f, &mut n);
         }
         for f in entries(&bank.join("incoming")) {
-            let name = f
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            let name = name_of(&f);
             if is_temp(&name) {
                 remove_file(&f, &mut n);
             }

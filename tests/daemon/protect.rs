@@ -224,6 +224,35 @@ upload_dir = "{d}/nowhere/in"
 download_dir = "{d}/nowhere/out"
 attempts = 1
 
+[banks.silent]
+name = "A bank that takes files and never answers"
+format = "pain.001.001.09"
+currencies = ["EUR", "USD", "GBP", "CHF", "JPY", "CNY"]
+charset = "utf8"
+poll_secs = 1
+[banks.silent.pgp]
+keys = ["keys/bank.pub.asc"]
+{bfpr}
+[banks.silent.transport]
+type = "folder"
+upload_dir = "{d}/silent/in"
+download_dir = "{d}/silent/out"
+
+[channels.quiet]
+kind = "supplier"
+bank = "silent"
+debtor_account = "eur"
+folder = "channels/quiet"
+scan_secs = 1
+stable_secs = 1
+submitter = "pg-files"
+[channels.quiet.approval]
+auto_below = {{ EUR = "1000000", USD = "1000000", GBP = "1000000", CHF = "1000000", JPY = "150000000" }}
+[channels.quiet.approval.scrutiny]
+new_beneficiary = false
+duplicate_days = 0
+outlier_factor = "0"
+
 [channels.capped]
 kind = "supplier"
 bank = "bank"
@@ -298,6 +327,11 @@ to = ["ops@acme.example"]
     w.drop_file("capped", "supplier.csv", &supplier);
     w.drop_file("keyed", "supplier.csv", &supplier);
     w.drop_file("slow", "supplier.csv", &supplier);
+    // Sent to a bank that never answers: its status is overdue.
+    for d in ["silent/in", "silent/out"] {
+        std::fs::create_dir_all(w.dir.join(d)).unwrap();
+    }
+    w.drop_file("quiet", "supplier.csv", &supplier);
     // Not a file from the bank: quarantined.
     std::fs::write(w.dir.join("bank/out/junk.xml.pgp"), b"not OpenPGP at all").unwrap();
     w.start_sim();
@@ -330,6 +364,7 @@ to = ["ops@acme.example"]
         })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
+    let fail_log = std::env::var("PAYGATE_TEST_FAIL_LOG").ok();
     while !(all(&hook.bodies())
         && paygate::alerts::kind::ALL.iter().all(|k| {
             smtp.messages()
@@ -337,9 +372,15 @@ to = ["ops@acme.example"]
                 .any(|m| m.contains(&format!("] {k}: ")))
         }))
     {
+        if Instant::now() >= deadline
+            && let Some(f) = &fail_log
+        {
+            let _ = std::fs::write(f, format!("{:?}\n{}", w.batches(), w.log()));
+        }
         assert!(
             Instant::now() < deadline,
-            "missing kinds after 120 s; webhook: {:?}\nmail: {:?}\nlog: {}",
+            "missing kinds after 120 s; batches: {:?}\nwebhook: {:?}\nmail: {:?}\nlog: {}",
+            w.batches(),
             by_subject(&hook.bodies()).keys().collect::<Vec<_>>(),
             smtp.messages()
                 .iter()
