@@ -48,11 +48,12 @@ impl Folders {
     /// Creates missing folders (people may write `inbound/` and read `rejected/` and
     /// `results/` through the group; `processing/` and `archive/` are the daemon's alone) and
     /// checks that every folder is usable. Returns the folders it created.
-    /// Removes the temporary files a crash left in the folders people read (`results/`,
-    /// `rejected/`): paygate's own, by their name. Only at start, when nothing writes.
+    /// Removes the temporary files a crash left in the folders paygate writes whole files
+    /// into (`results/`, `rejected/`, `archive/`): paygate's own, by their name. Only at
+    /// start, when nothing writes.
     pub fn remove_stale(&self) -> usize {
         let mut n = 0;
-        for dir in [&self.results, &self.rejected] {
+        for dir in [&self.results, &self.rejected, &self.archive] {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with(crate::durable::TEMP_PREFIX)

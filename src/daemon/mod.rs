@@ -170,7 +170,7 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     for (name, ch) in &cfg.channels {
         let removed = Folders::of(&cfg, ch).remove_stale();
         if removed > 0 {
-            tracing::info!(channel = %name, "removed {removed} unfinished temporary file(s) a crash left in results/ or rejected/");
+            tracing::info!(channel = %name, "removed {removed} unfinished temporary file(s) a crash left in results/, rejected/ or archive/");
         }
     }
     let store = Store::open_configured(&cfg).await?;

@@ -228,6 +228,17 @@ pub async fn clean(cfg: &Config, store: &Store) -> Result<usize, StoreError> {
     for p in processed {
         remove_file(Path::new(&p), &mut n);
     }
+    // An archived copy cut short by a crash (its temporary file; the step archives again).
+    let mut dirs = vec![data.join("archive")];
+    while let Some(d) = dirs.pop() {
+        for p in entries(&d) {
+            if p.is_dir() {
+                dirs.push(p);
+            } else if is_temp(&name_of(&p)) {
+                remove_file(&p, &mut n);
+            }
+        }
+    }
     for bank in entries(&data.join("spool")) {
         for f in entries(&bank.join("opened")) {
             remove_file(&f, &mut n);
