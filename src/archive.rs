@@ -193,6 +193,55 @@ pub fn path_for(cfg: &Config, batch: Option<i64>, bank: &str, kind: &str, name: 
         .join(format!("{}.pgp", crate::transport::safe_local_name(name)))
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum KeepError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What is being kept: registered under each of `batches` (a file answering no batch: `[None]`).
+pub struct Kept<'a> {
+    pub batches: &'a [Option<i64>],
+    pub bank: Option<&'a str>,
+    /// `source`, `rendered`, `sealed`, `return` or `result`.
+    pub kind: &'a str,
+    /// The name the file had.
+    pub name: &'a str,
+}
+
+/// Keeps `src` for the audit: encrypted to the archive key at `dst` (on the blocking pool),
+/// then registered in the store with its plaintext's SHA-256, which it returns. `src` is left
+/// for the caller to remove — only after this returned.
+pub async fn keep(
+    cfg: &Config,
+    store: &crate::store::Store,
+    src: &Path,
+    dst: &Path,
+    what: Kept<'_>,
+) -> Result<String, KeepError> {
+    let (c, s, d) = (cfg.clone(), src.to_path_buf(), dst.to_path_buf());
+    let sha = tokio::task::spawn_blocking(move || ArchiveKey::of(&c)?.store(&s, &d))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let path = dst.display().to_string();
+    for b in what.batches {
+        store
+            .record_archived(
+                *b,
+                what.bank,
+                what.kind,
+                what.name,
+                &path,
+                &sha,
+                chrono::Utc::now(),
+            )
+            .await?;
+    }
+    Ok(sha)
+}
+
 /// `durable::write` hands out a `&mut dyn Write`; sequoia's writer stack wants `Send + Sync`.
 struct WriteSend<'a>(&'a mut dyn Write);
 // SAFETY: the wrapped writer is used only on this thread, within `store_reader`'s call.

@@ -1117,6 +1117,18 @@ impl Config {
         self.resolve(&self.paygate.data_dir)
     }
 
+    /// The data key file of the store (`vault::key_path` over `paygate.data_key`).
+    pub fn data_key_path(&self) -> PathBuf {
+        crate::vault::key_path(
+            self.paygate
+                .data_key
+                .as_ref()
+                .map(|p| self.resolve(p))
+                .as_deref(),
+            &self.data_dir(),
+        )
+    }
+
     pub fn database_url(&self) -> String {
         self.paygate
             .database

@@ -503,28 +503,24 @@ async fn process(
                         "return",
                         &name,
                     );
-                    let (c, src, d) = (cfg.clone(), path.clone(), dst.clone());
-                    let sha = blocking(move || crate::archive::ArchiveKey::of(&c)?.store(&src, &d))
-                        .await?;
-                    let archived = dst.display().to_string();
                     let batches: Vec<Option<i64>> = if batches.is_empty() {
                         vec![None]
                     } else {
                         batches.into_iter().map(Some).collect()
                     };
-                    for b in batches {
-                        store
-                            .record_archived(
-                                b,
-                                Some(bank),
-                                "return",
-                                remote_name,
-                                &archived,
-                                &sha,
-                                Utc::now(),
-                            )
-                            .await?;
-                    }
+                    let what = crate::archive::Kept {
+                        batches: &batches,
+                        bank: Some(bank),
+                        kind: "return",
+                        name: remote_name,
+                    };
+                    crate::archive::keep(cfg, store, path, &dst, what)
+                        .await
+                        .map_err(|e| match e {
+                            crate::archive::KeepError::Archive(e) => DeliveryError::Archive(e),
+                            crate::archive::KeepError::Store(e) => DeliveryError::Store(e),
+                        })?;
+                    let archived = dst.display().to_string();
                     store
                         .set_return_state(
                             id,

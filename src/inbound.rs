@@ -220,20 +220,15 @@ pub async fn apply(
                         .to_string_lossy()
                         .into_owned();
                     let dst = crate::archive::path_for(cfg, Some(batch), "", "result", &name);
-                    let sha = crate::archive::ArchiveKey::of(cfg)
-                        .and_then(|k| k.store(r, &dst))
+                    let what = crate::archive::Kept {
+                        batches: &[Some(batch)],
+                        bank: None,
+                        kind: "result",
+                        name: &name,
+                    };
+                    crate::archive::keep(cfg, store, r, &dst, what)
+                        .await
                         .map_err(|e| InboundError::Archive(e.to_string()))?;
-                    store
-                        .record_archived(
-                            Some(batch),
-                            None,
-                            "result",
-                            &name,
-                            &dst.display().to_string(),
-                            &sha,
-                            Utc::now(),
-                        )
-                        .await?;
                 }
             } else {
                 applied.notes.push(format!(

@@ -1,5 +1,9 @@
 //! The `paygate` binary as users run it: exit codes, messages, and no panic on any input.
 
+#[allow(dead_code)]
+#[path = "delivery/harness.rs"]
+mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -530,7 +534,7 @@ fn the_demo_runs_end_to_end_and_its_metrics_match_its_batches() {
     let work = dir.path().join("demo");
     let mut c = Command::new(env!("CARGO_BIN_EXE_paygate"));
     c.args(["demo", "--timeout", "120", "--dir"]).arg(&work);
-    let o = harness_output_within(c, 240);
+    let o = harness::output_within(c, 240, None);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("every batch is final"), "{out}");
@@ -609,42 +613,5 @@ fn the_demo_runs_end_to_end_and_its_metrics_match_its_batches() {
             served.contains(&format!("\"{family}\"")),
             "the dashboard asks for {n}, which /metrics does not serve"
         );
-    }
-}
-
-fn harness_output_within(mut cmd: Command, secs: u64) -> std::process::Output {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = vec![];
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = vec![];
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    std::process::Output {
-        status,
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
     }
 }

@@ -128,14 +128,7 @@ fn rotate_data_key(config_path: &std::path::Path, chunk: usize) -> Exit {
             Ok(s) => s,
             Err(e) => return fail(&e),
         };
-        let path = crate::vault::key_path(
-            cfg.paygate
-                .data_key
-                .as_ref()
-                .map(|p| cfg.resolve(p))
-                .as_deref(),
-            &cfg.data_dir(),
-        );
+        let path = cfg.data_key_path();
         let mut keys = match crate::vault::DataKeys::load(&path) {
             Ok(k) => k,
             Err(e) => return fail(&e),

@@ -308,14 +308,7 @@ fn check_modes(cfg: &Config) -> Result<(), crate::vault::VaultError> {
     ] {
         check_private(&dir, 0o700, why)?;
     }
-    let key = crate::vault::key_path(
-        cfg.paygate
-            .data_key
-            .as_ref()
-            .map(|p| cfg.resolve(p))
-            .as_deref(),
-        &data,
-    );
+    let key = cfg.data_key_path();
     check_private(
         &key,
         0o600,

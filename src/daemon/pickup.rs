@@ -515,18 +515,16 @@ async fn archive(
         row.id,
         crate::transport::safe_local_name(name)
     ));
-    let cfg = ctx.cfg();
-    let (src, dst) = (claimed.to_path_buf(), to.clone());
-    let sha = tokio::task::spawn_blocking(move || {
-        crate::archive::ArchiveKey::of(&cfg)?.store(&src, &dst)
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-    .map_err(|e| PickupError::Setup(e.to_string()))?;
+    let kept = crate::archive::Kept {
+        batches: &[Some(row.id)],
+        bank: None,
+        kind: "source",
+        name,
+    };
+    crate::archive::keep(&ctx.cfg(), &ctx.store, claimed, &to, kept)
+        .await
+        .map_err(|e| PickupError::Setup(e.to_string()))?;
     let path = to.display().to_string();
-    ctx.store
-        .record_archived(Some(row.id), None, "source", name, &path, &sha, Utc::now())
-        .await?;
     ctx.store.set_archived_path(row.file_id, &path).await?;
     super::crash_point("source-archived");
     std::fs::remove_file(claimed).map_err(io(claimed))?;

@@ -36,62 +36,45 @@ fn remove_file(p: &Path, n: &mut usize) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Encrypts into the archive (and registers) a file an earlier version kept in plaintext,
-/// then removes the plaintext. `src` stays when archiving fails.
+/// Keeps a file an earlier version kept in plaintext (`archive::keep`), then removes the
+/// plaintext. The file stays, logged, when archiving fails.
 async fn archive_old(
-    key: &crate::archive::ArchiveKey,
+    cfg: &Config,
     store: &Store,
     src: &Path,
     dst: &Path,
-    batches: &[Option<i64>],
-    bank: Option<&str>,
-    kind: &str,
-    name: &str,
+    what: crate::archive::Kept<'_>,
 ) -> Result<(), StoreError> {
-    let (k, s, d) = (key.clone(), src.to_path_buf(), dst.to_path_buf());
-    let sha = match tokio::task::spawn_blocking(move || k.store(&s, &d)).await {
-        Ok(Ok(sha)) => sha,
-        Ok(Err(e)) => {
+    match crate::archive::keep(cfg, store, src, dst, what).await {
+        Ok(_) => {
+            let _ = std::fs::remove_file(src);
+            tracing::info!(
+                stage = "at_rest",
+                "{} archived encrypted as {}",
+                src.display(),
+                dst.display()
+            );
+            Ok(())
+        }
+        Err(crate::archive::KeepError::Store(e)) => Err(e),
+        Err(crate::archive::KeepError::Archive(e)) => {
             tracing::error!(
                 error_code = "archive.failed",
                 "{} kept in plaintext: {e}",
                 src.display()
             );
-            return Ok(());
+            Ok(())
         }
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
-    for b in batches {
-        store
-            .record_archived(
-                *b,
-                bank,
-                kind,
-                name,
-                &dst.display().to_string(),
-                &sha,
-                chrono::Utc::now(),
-            )
-            .await?;
     }
-    let _ = std::fs::remove_file(src);
-    tracing::info!(
-        stage = "at_rest",
-        "{} archived encrypted as {}",
-        src.display(),
-        dst.display()
-    );
-    Ok(())
 }
 
 /// What an earlier version kept in plaintext for the audit — accepted source files in the
 /// channels' `archive/`, sealed files in `outbox/`, opened bank files in `spool/` — is
 /// encrypted into the archive before anything is cleaned, so that no copy is lost.
 async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreError> {
-    let Ok(key) = crate::archive::ArchiveKey::of(cfg) else {
+    if crate::archive::ArchiveKey::of(cfg).is_err() {
         return Ok(0);
-    };
+    }
     let mut n = 0;
     for ch in cfg.channels.values() {
         let dir = cfg.resolve(&ch.folder).join("archive");
@@ -106,7 +89,13 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
                 .and_then(|r| r.split_once('-'))
                 .and_then(|(b, _)| b.parse::<i64>().ok());
             let dst = dir.join(format!("{name}.pgp"));
-            archive_old(&key, store, &f, &dst, &[batch], None, "source", &name).await?;
+            let what = crate::archive::Kept {
+                batches: &[batch],
+                bank: None,
+                kind: "source",
+                name: &name,
+            };
+            archive_old(cfg, store, &f, &dst, what).await?;
             n += 1;
         }
     }
@@ -133,21 +122,23 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
             if store.is_archived(&dst.display().to_string()).await? {
                 continue;
             }
-            // Kept: the sealed file may still be sent; `clean` removes it once it is.
-            let (k, s, d) = (key.clone(), f.clone(), dst.clone());
-            if let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || k.store(&s, &d)).await {
-                store
-                    .record_archived(
-                        Some(b.id),
-                        Some(&b.bank),
-                        "sealed",
-                        &name,
-                        &dst.display().to_string(),
-                        &sha,
-                        chrono::Utc::now(),
-                    )
-                    .await?;
-                n += 1;
+            // The sealed file itself stays: it may still be sent; `clean` removes it once it is.
+            let what = crate::archive::Kept {
+                batches: &[Some(b.id)],
+                bank: Some(&b.bank),
+                kind: "sealed",
+                name: &name,
+            };
+            match crate::archive::keep(cfg, store, &f, &dst, what).await {
+                Ok(_) => n += 1,
+                Err(crate::archive::KeepError::Store(e)) => return Err(e),
+                Err(crate::archive::KeepError::Archive(e)) => {
+                    tracing::error!(
+                        error_code = "archive.failed",
+                        "{} not archived: {e}",
+                        f.display()
+                    );
+                }
             }
         }
     }
@@ -170,17 +161,13 @@ async fn upgrade_archive(cfg: &Config, store: &Store) -> Result<usize, StoreErro
             b => b.into_iter().map(Some).collect(),
         };
         let dst = crate::archive::path_for(cfg, batches[0], &r.bank, "return", &name);
-        archive_old(
-            &key,
-            store,
-            opened,
-            &dst,
-            &batches,
-            Some(&r.bank),
-            "return",
-            &r.remote_name,
-        )
-        .await?;
+        let what = crate::archive::Kept {
+            batches: &batches,
+            bank: Some(&r.bank),
+            kind: "return",
+            name: &r.remote_name,
+        };
+        archive_old(cfg, store, opened, &dst, what).await?;
         n += 1;
     }
     Ok(n)

@@ -111,50 +111,31 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         .or_else(|| remote.strip_suffix(".gpg"))
         .unwrap_or(&remote)
         .to_string();
-    let rendered_archive =
-        crate::archive::path_for(&cfg, Some(row.id), &row.bank, "rendered", &plain_name);
-    let archiving = {
-        let (c, s, d) = (cfg.clone(), rendered.clone(), rendered_archive.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::archive::ArchiveKey::of(&c).and_then(|k| k.store(&s, &d))
-        })
+    let keep = |kind: &'static str, name: String, src: PathBuf| {
+        let (cfg, store, bank, batch) = (cfg.clone(), ctx.store.clone(), row.bank.clone(), row.id);
+        async move {
+            let dst = crate::archive::path_for(&cfg, Some(batch), &bank, kind, &name);
+            let what = crate::archive::Kept {
+                batches: &[Some(batch)],
+                bank: Some(&bank),
+                kind,
+                name: &name,
+            };
+            crate::archive::keep(&cfg, &store, &src, &dst, what)
+                .await
+                .map_err(|e| StepError::Setup(e.to_string()))
+        }
     };
-    let sealing = blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst)).await;
-    let rendered_sha = archiving
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        .map_err(|e| StepError::Setup(e.to_string()));
+    let (archived, sealing) = tokio::join!(
+        keep("rendered", plain_name, rendered.clone()),
+        blocking(move || seal_file(&cfg_b, &bank_name, encryption, &src, &dst))
+    );
     let sha = sealing?;
-    let rendered_sha = rendered_sha?;
+    archived?;
     super::crash_point("sealed-file-written");
     // Both kept for the audit, encrypted to the archive key, before the seal is recorded: a
     // crash before `sealed` seals (and archives) again under the same names.
-    let sealed_archive = crate::archive::path_for(&cfg, Some(row.id), &row.bank, "sealed", &remote);
-    let sealed_sha = {
-        let (c, s, d) = (cfg.clone(), sealed.clone(), sealed_archive.clone());
-        blocking(move || {
-            crate::archive::ArchiveKey::of(&c)
-                .and_then(|k| k.store(&s, &d))
-                .map_err(|e| StepError::Setup(e.to_string()))
-        })
-        .await?
-    };
-    for (kind, name, dst, plain_sha) in [
-        ("rendered", &plain_name, &rendered_archive, &rendered_sha),
-        ("sealed", &remote, &sealed_archive, &sealed_sha),
-    ] {
-        ctx.store
-            .record_archived(
-                Some(row.id),
-                Some(&row.bank),
-                kind,
-                name,
-                &dst.display().to_string(),
-                plain_sha,
-                Utc::now(),
-            )
-            .await?;
-    }
+    keep("sealed", remote.clone(), sealed.clone()).await?;
     ctx.store
         .mark_sealed(
             row.id,

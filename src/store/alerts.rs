@@ -48,21 +48,22 @@ pub struct DueDelivery {
 
 const ALERT_COLUMNS: &str = "id, kind, subject, batch_id, severity, summary, action, recipients, raised_at, last_raised_at, times, acked_at, acked_by";
 
-fn alert_row(r: &sqlx::sqlite::SqliteRow) -> StoredAlert {
+/// An alert from `ALERT_COLUMNS` starting at column `i`.
+fn alert_row(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoredAlert {
     StoredAlert {
-        id: r.get(0),
-        kind: r.get(1),
-        subject: r.get(2),
-        batch: r.get(3),
-        severity: r.get(4),
-        summary: r.get(5),
-        action: r.get(6),
-        recipients: serde_json::from_str(r.get::<&str, _>(7)).unwrap_or_default(),
-        raised_at: r.get(8),
-        last_raised_at: r.get(9),
-        times: r.get(10),
-        acked_at: r.get(11),
-        acked_by: r.get(12),
+        id: r.get(i),
+        kind: r.get(i + 1),
+        subject: r.get(i + 2),
+        batch: r.get(i + 3),
+        severity: r.get(i + 4),
+        summary: r.get(i + 5),
+        action: r.get(i + 6),
+        recipients: serde_json::from_str(r.get::<&str, _>(i + 7)).unwrap_or_default(),
+        raised_at: r.get(i + 8),
+        last_raised_at: r.get(i + 9),
+        times: r.get(i + 10),
+        acked_at: r.get(i + 11),
+        acked_by: r.get(i + 12),
         pending: Vec::new(),
     }
 }
@@ -161,22 +162,7 @@ impl Store {
             .iter()
             .map(|r| {
                 // The alert's columns follow the delivery's three.
-                let a = StoredAlert {
-                    id: r.get(3),
-                    kind: r.get(4),
-                    subject: r.get(5),
-                    batch: r.get(6),
-                    severity: r.get(7),
-                    summary: r.get(8),
-                    action: r.get(9),
-                    recipients: serde_json::from_str(r.get::<&str, _>(10)).unwrap_or_default(),
-                    raised_at: r.get(11),
-                    last_raised_at: r.get(12),
-                    times: r.get(13),
-                    acked_at: r.get(14),
-                    acked_by: r.get(15),
-                    pending: Vec::new(),
-                };
+                let a = alert_row(r, 3);
                 DueDelivery {
                     id: r.get(0),
                     sink: r.get(1),
@@ -235,7 +221,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(alert_row)
+        .map(|r| alert_row(r, 0))
         .collect();
         for a in &mut out {
             a.pending = sqlx::query(
@@ -276,7 +262,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        let a = alert_row(&row);
+        let a = alert_row(&row, 0);
         sqlx::query("UPDATE alerts SET acked_at = $1, acked_by = $2 WHERE id = $3")
             .bind(ts(at))
             .bind(by)

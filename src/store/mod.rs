@@ -227,14 +227,7 @@ impl Store {
         let store = Store::open(&cfg.database_url())
             .await?
             .with_audit_anchor(data.join("audit.anchor"));
-        let path = crate::vault::key_path(
-            cfg.paygate
-                .data_key
-                .as_ref()
-                .map(|p| cfg.resolve(p))
-                .as_deref(),
-            &data,
-        );
+        let path = cfg.data_key_path();
         let keys = if path.exists() {
             crate::vault::DataKeys::load(&path)?
         } else {

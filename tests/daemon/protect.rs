@@ -183,15 +183,7 @@ fn every_alert_kind_reaches_the_webhook_and_the_mailbox_once() {
     let smtp = harness::SmtpSink::start();
     let ca = w.dir.join("smtp-ca.pem");
     std::fs::write(&ca, &smtp.cert_pem).unwrap();
-    let bfpr = w
-        .config
-        .parent()
-        .map(|_| std::fs::read_to_string(&w.config).unwrap())
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("fingerprints = ["))
-        .unwrap()
-        .to_string();
+    let bfpr = format!("fingerprints = [\"{}\"]", w.fingerprints().1);
     let wrong = "0000000000000000000000000000000000000000";
     let d = w.dir.display().to_string();
     w.add_config(&format!(

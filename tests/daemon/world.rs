@@ -200,7 +200,8 @@ impl World {
         }
     }
 
-    fn fingerprints(&self) -> (String, String) {
+    /// The company key's and the bank key's pinned fingerprints, as the config has them.
+    pub fn fingerprints(&self) -> (String, String) {
         let text = std::fs::read_to_string(&self.config).unwrap();
         let grab = |key: &str| {
             text.lines()
