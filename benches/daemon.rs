@@ -9,6 +9,9 @@
 //! 3. ten channels idle for IDLE_SECS seconds (default 600): the daemon's CPU use (user +
 //!    system time over wall time, from /proc) and resident memory at the end.
 //!
+//! With `PAYGATE_BENCH_STORE=postgres` the store of each run is a throw-away database on the
+//! PostgreSQL of `PAYGATE_TEST_POSTGRES` (default 127.0.0.1:5432) instead of the SQLite file.
+//!
 //! Files go to target/bench-data/daemon/. Nothing but this machine is contacted.
 
 mod common;
@@ -41,7 +44,7 @@ fn keys(dir: &Path) -> (String, String) {
     (out[0].clone(), out[1].clone())
 }
 
-fn config(dir: &Path, cfpr: &str, bfpr: &str, channels: usize) -> PathBuf {
+fn config(dir: &Path, cfpr: &str, bfpr: &str, channels: usize, store: Option<&str>) -> PathBuf {
     let mut text = format!(
         r#"[paygate]
 data_dir = "data"
@@ -90,6 +93,9 @@ submitter = "bench-files"
 approval = {{ auto_below = "100000000000", scrutiny = {{ new_beneficiary = false, duplicate_days = 0 }} }}
 "#
         ));
+    }
+    if let Some(url) = store {
+        text.push_str(&format!("[store]\nurl = \"{url}\"\n"));
     }
     let p = dir.join("paygate.toml");
     std::fs::write(&p, text).unwrap();
@@ -182,13 +188,42 @@ impl Drop for Daemon {
     }
 }
 
-fn fresh(dir: &Path, channels: usize) -> PathBuf {
+fn on_postgres() -> bool {
+    std::env::var("PAYGATE_BENCH_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// The store of one run: a fresh PostgreSQL database when `PAYGATE_BENCH_STORE=postgres`
+/// (dropped with the returned guard), else the SQLite file in the run's data folder.
+struct Store(Option<paygate::store::scratch::Scratch>);
+
+impl Store {
+    fn new() -> Store {
+        if on_postgres() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let s = rt
+                .block_on(paygate::store::scratch::Scratch::create("the benchmark"))
+                .expect("PAYGATE_BENCH_STORE=postgres but PostgreSQL cannot be reached");
+            Store(Some(s))
+        } else {
+            Store(None)
+        }
+    }
+
+    fn url(&self) -> Option<&str> {
+        self.0.as_ref().map(|s| s.url())
+    }
+}
+
+fn fresh(dir: &Path, channels: usize, store: &Store) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
     for d in ["keys", "bank/in", "bank/out"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     let (c, b) = keys(&dir.join("keys"));
-    config(dir, &c, &b, channels)
+    config(dir, &c, &b, channels, store.url())
 }
 
 /// Drops `file` (by rename) and waits for a sealed file in the bank's inbox; returns the time.
@@ -223,7 +258,14 @@ fn main() {
     let idle = args.get(1).copied().unwrap_or(600);
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/daemon");
     std::fs::create_dir_all(&base).unwrap();
-    println!("paygate daemon benchmark (release build, folder transport, OpenPGP on)");
+    let backend = if on_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "paygate daemon benchmark (release build, folder transport, OpenPGP on, store: {backend})"
+    );
 
     // 1. A big payroll file, drop to sealed file in the bank's inbox.
     let big = base.join(format!("payroll-{rows}.csv"));
@@ -231,7 +273,8 @@ fn main() {
         write_csv(&big, rows);
     }
     let dir = base.join("big");
-    let cfg = fresh(&dir, 1);
+    let store = Store::new();
+    let cfg = fresh(&dir, 1, &store);
     let d = Daemon::start(&cfg, &dir);
     let t = drop_and_wait(&big, &dir, "payroll0", "payroll.csv", 0);
     let hwm = d.status_kb("VmHWM:");
@@ -253,7 +296,8 @@ fn main() {
     let small = base.join("payroll-50.csv");
     write_csv(&small, 50);
     let dir = base.join("small");
-    let cfg = fresh(&dir, 1);
+    let store = Store::new();
+    let cfg = fresh(&dir, 1, &store);
     let d = Daemon::start(&cfg, &dir);
     let mut times = Vec::new();
     for i in 0..10 {
@@ -276,7 +320,8 @@ fn main() {
 
     // 3. Idle.
     let dir = base.join("idle");
-    let cfg = fresh(&dir, 10);
+    let store = Store::new();
+    let cfg = fresh(&dir, 10, &store);
     let d = Daemon::start(&cfg, &dir);
     std::thread::sleep(Duration::from_secs(2));
     let (cpu0, t0) = (d.cpu(), Instant::now());

@@ -29,6 +29,10 @@ pub struct Config {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: Option<MetricsCfg>,
+    /// Where the store is: the embedded SQLite file by default, or a PostgreSQL database that
+    /// several instances share.
+    #[serde(default)]
+    pub store: Option<StoreCfg>,
     /// The directory of the config file; relative paths in it are resolved from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -78,6 +82,20 @@ pub struct ArchiveCfg {
     pub cert: PathBuf,
     /// Its pinned fingerprint.
     pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreCfg {
+    /// `sqlite:///path/paygate.db`, or `postgres://USER@HOST:PORT/DB` with the options
+    /// PostgreSQL's own URLs take (`sslmode=verify-full&sslrootcert=/etc/paygate/db-ca.pem`).
+    /// No password here: see `password_file`.
+    pub url: String,
+    /// A file holding the PostgreSQL password (mode 0600, or a systemd credential); default
+    /// the credential `paygate-db-password` when the service has one, else none (peer,
+    /// certificate or trust authentication).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1129,11 +1147,54 @@ impl Config {
         )
     }
 
+    /// The store's URL: `[store] url`, else `paygate.database` (the key of earlier versions),
+    /// else `sqlite://<data_dir>/paygate.db`.
     pub fn database_url(&self) -> String {
-        self.paygate
-            .database
-            .clone()
+        self.store
+            .as_ref()
+            .map(|s| s.url.clone())
+            .or_else(|| self.paygate.database.clone())
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("paygate.db").display()))
+    }
+
+    /// The file the store's password is read from: `[store] password_file`, else the systemd
+    /// credential `paygate-db-password` when there is one.
+    pub fn database_password_file(&self) -> Option<PathBuf> {
+        if let Some(f) = self.store.as_ref().and_then(|s| s.password_file.as_ref()) {
+            return Some(self.resolve(f));
+        }
+        let cred =
+            PathBuf::from(std::env::var_os("CREDENTIALS_DIRECTORY")?).join("paygate-db-password");
+        cred.is_file().then_some(cred)
+    }
+
+    /// The store's password, read from `database_password_file`: refused when the file is
+    /// readable by others (a systemd credential is private to the service whatever its mode).
+    pub fn database_password(&self) -> Result<Option<String>, String> {
+        let Some(path) = self.database_password_file() else {
+            return Ok(None);
+        };
+        let in_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .is_some_and(|d| path.starts_with(d))
+            || path.starts_with("/run/credentials/");
+        if !in_credentials {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| format!("store.password_file {}: {e}", path.display()))?
+                .permissions()
+                .mode()
+                & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "store.password_file {}: is accessible by others (mode {mode:04o}); run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ));
+            }
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("store.password_file {}: {e}", path.display()))?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
     }
 
     /// The daemon's control socket.
@@ -1193,6 +1254,44 @@ impl Config {
 
     fn check(&self, problems: &mut Vec<Problem>) {
         let mut p = |key: String, message: String| problems.push(Problem { key, message });
+        if let Some(st) = &self.store {
+            if self.paygate.database.is_some() {
+                p(
+                    "paygate.database".into(),
+                    "the store is set in [store] url: remove paygate.database".into(),
+                );
+            }
+            match crate::store::Backend::of_url(&st.url) {
+                None => p(
+                    "store.url".into(),
+                    format!(
+                        "`{}` is not a store URL: sqlite:///PATH or postgres://USER@HOST/DB",
+                        crate::store::redact_url(&st.url)
+                    ),
+                ),
+                Some(crate::store::Backend::Postgres)
+                    if url::Url::parse(&st.url).is_ok_and(|u| u.password().is_some()) =>
+                {
+                    p(
+                        "store.url".into(),
+                        "holds a password: put it in a file (mode 0600) or a systemd credential named by store.password_file".into(),
+                    )
+                }
+                Some(crate::store::Backend::Sqlite) if st.password_file.is_some() => p(
+                    "store.password_file".into(),
+                    "a SQLite store has no password".into(),
+                ),
+                _ => {}
+            }
+            if let Some(f) = &st.password_file
+                && !self.resolve(f).is_file()
+            {
+                p(
+                    "store.password_file".into(),
+                    format!("{}: no such file", self.resolve(f).display()),
+                );
+            }
+        }
         if self.company.name.trim().is_empty() {
             p("company.name".into(), "must not be empty".into());
         }
@@ -1855,18 +1954,19 @@ fn deserialize_collecting(mut table: toml::Table, problems: &mut Vec<Problem>) -
             "archive" => drain_errors::<ArchiveCfg>(section, v, problems),
             "alerts" => drain_errors::<Alerts>(section, v, problems),
             "metrics" => drain_errors::<MetricsCfg>(section, v, problems),
+            "store" => drain_errors::<StoreCfg>(section, v, problems),
             _ => {}
         }
     }
     for key in table.keys() {
         if ![
-            "paygate", "company", "banks", "channels", "archive", "alerts", "metrics",
+            "paygate", "company", "banks", "channels", "archive", "alerts", "metrics", "store",
         ]
         .contains(&key.as_str())
         {
             problems.push(Problem {
                 key: key.clone(),
-                message: "unknown section; the sections are [paygate], [company], [banks.NAME], [channels.NAME], [archive], [alerts] and [metrics]".into(),
+                message: "unknown section; the sections are [paygate], [company], [banks.NAME], [channels.NAME], [archive], [alerts], [metrics] and [store]".into(),
             });
         }
     }

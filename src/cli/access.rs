@@ -264,7 +264,7 @@ fn ask_or_store(config_path: &Path, req: &Request) -> Result<Response, Exit> {
         Err(control::ControlError::Connect(..)) => {
             eprintln!(
                 "paygate: the daemon is not running: reading the store at {} directly",
-                cfg.database_url()
+                crate::store::redact_url(&cfg.database_url())
             );
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -12,6 +12,7 @@ mod keys;
 mod pgp;
 mod returns;
 mod sim;
+mod store;
 mod validate;
 mod wire;
 
@@ -106,6 +107,9 @@ enum Command {
     Export(export::Args),
     /// The daemon and a simulated bank end to end, on embedded defaults, with no setup
     Demo(demo::Args),
+    /// The store: move it from SQLite into PostgreSQL (`migrate-to`)
+    #[command(subcommand)]
+    Store(store::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -154,6 +158,7 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => access::audit(a, &config_path),
         Command::BankSim(a) => sim::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Store(c) => store::run(c, &config_path),
     };
     exit.into()
 }

@@ -201,7 +201,10 @@ pub fn check(args: CheckArgs, config_path: &Path) -> Exit {
         println!("{}  {text}", if ok { "ok  " } else { "FAIL" });
     };
     // The audit trail, when there is a store already.
-    if cfg.data_dir().join("paygate.db").exists() || cfg.paygate.database.is_some() {
+    if cfg.data_dir().join("paygate.db").exists()
+        || cfg.paygate.database.is_some()
+        || cfg.store.is_some()
+    {
         let verdict = runtime().block_on(async {
             let store = open_store(&cfg)
                 .await

@@ -484,7 +484,7 @@ pub async fn reload(ctx: &Arc<Ctx>, by: &str) -> Result<String, String> {
     };
     if new.database_url() != ctx.cfg().database_url() {
         return Err(
-            "config NOT reloaded: paygate.data_dir / paygate.database cannot change while running; restart the service".into(),
+            "config NOT reloaded: paygate.data_dir / the store ([store] url) cannot change while running; restart the service".into(),
         );
     }
     check_folders(&new).map_err(|e| format!("config NOT reloaded: {e}"))?;

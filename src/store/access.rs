@@ -13,7 +13,7 @@ use crate::config::AmountLimit;
 use crate::model::{BatchState, Event, Money};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 
 /// States of a batch that will be, or was, paid: they count for daily limits and duplicates.
@@ -106,7 +106,7 @@ pub struct Pending {
     pub waiting_since: String,
 }
 
-async fn load_person(conn: &mut SqliteConnection, name: &str) -> Result<Person, StoreError> {
+async fn load_person(conn: &mut AnyConnection, name: &str) -> Result<Person, StoreError> {
     let standing = match sqlx::query("SELECT disabled_at FROM users WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -143,7 +143,7 @@ fn grant(role: &str, channel: String, limit: Option<String>) -> Option<Grant> {
 }
 
 async fn touch(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user: &str,
     g: &Grant,
     at: DateTime<Utc>,
@@ -161,9 +161,9 @@ async fn touch(
 }
 
 /// A batch's total per currency, from its payments.
-async fn totals(conn: &mut SqliteConnection, batch: i64) -> Result<Vec<Money>, StoreError> {
+async fn totals(conn: &mut AnyConnection, batch: i64) -> Result<Vec<Money>, StoreError> {
     let rows = sqlx::query(
-        "SELECT currency, SUM(amount_minor) FROM payments WHERE batch_id = $1 GROUP BY currency ORDER BY currency",
+        "SELECT currency, CAST(SUM(amount_minor) AS BIGINT) FROM payments WHERE batch_id = $1 GROUP BY currency ORDER BY currency",
     )
     .bind(batch)
     .fetch_all(&mut *conn)
@@ -171,7 +171,7 @@ async fn totals(conn: &mut SqliteConnection, batch: i64) -> Result<Vec<Money>, S
     sums(&rows)
 }
 
-fn sums(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Money>, StoreError> {
+fn sums(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Money>, StoreError> {
     rows.iter()
         .map(|r| {
             let c: String = r.get(0);
@@ -304,7 +304,7 @@ impl Store {
             "INSERT INTO users (name, system, created_at, created_by) VALUES ($1, $2, $3, 'paygate-demo') ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(system)
+        .bind(i64::from(system))
         .bind(ts(at))
         .execute(&mut *tx)
         .await?;
@@ -348,7 +348,7 @@ impl Store {
         )
         .bind(name)
         .bind(uid.map(i64::from))
-        .bind(system)
+        .bind(i64::from(system))
         .bind(ts(at))
         .bind(actor)
         .execute(&mut *tx)
@@ -454,7 +454,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| AccessError::NoSuchUser(name.into()))?;
-        if user.get::<bool, _>(0) && role != Role::Submitter {
+        if user.get::<i64, _>(0) != 0 && role != Role::Submitter {
             return Err(Refusal::SystemUser { user: name.into() }.into());
         }
         let limit_s = limit.map(|l| l.to_string());
@@ -577,7 +577,7 @@ impl Store {
                     roles: by_user.remove(&name).unwrap_or_default(),
                     name,
                     uid: u.get(1),
-                    system: u.get(2),
+                    system: u.get::<i64, _>(2) != 0,
                     created_at: u.get(3),
                     created_by: u.get(4),
                     disabled_at: u.get(5),
@@ -688,7 +688,7 @@ impl Store {
         };
         if let Some(day) = q.channel_day {
             let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT p.currency, SUM(p.amount_minor) FROM payments p JOIN batches b ON b.id = p.batch_id
+                "SELECT p.currency, CAST(SUM(p.amount_minor) AS BIGINT) FROM payments p JOIN batches b ON b.id = p.batch_id
                  WHERE b.channel = $1 AND b.id <> $2 AND b.created_at >= $3 AND b.state IN {PAYING} GROUP BY p.currency"
             )))
             .bind(&q.channel)
@@ -700,7 +700,7 @@ impl Store {
         }
         if let Some(day) = q.account_day {
             let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT p.currency, SUM(p.amount_minor) FROM payments p JOIN batches b ON b.id = p.batch_id
+                "SELECT p.currency, CAST(SUM(p.amount_minor) AS BIGINT) FROM payments p JOIN batches b ON b.id = p.batch_id
                  WHERE b.debtor_account = $1 AND b.id <> $2 AND b.created_at >= $3 AND b.state IN {PAYING} GROUP BY p.currency"
             )))
             .bind(&q.debtor_account)
@@ -795,7 +795,7 @@ impl Store {
 
     async fn scrutiny(
         &self,
-        tx: &mut SqliteConnection,
+        tx: &mut AnyConnection,
         batch: i64,
         count: &i64,
         q: &IntakeQuery,
@@ -900,16 +900,16 @@ impl Store {
             if !recent.is_empty() {
                 // The account by its keyed hash, the reference decrypted and normalized.
                 let keys = self.keys()?;
-                let key = |r: &sqlx::sqlite::SqliteRow|
-                 -> Result<(Vec<u8>, i64, String, String), StoreError> {
-                    let payee = super::payee_at(keys, r, 5, r.get(3), r.get(4))?;
-                    Ok((
-                        r.get::<Option<Vec<u8>>, _>(0).unwrap_or_default(),
-                        r.get(1),
-                        r.get(2),
-                        approval::normalize_key(payee.remittance.as_deref().unwrap_or("")),
-                    ))
-                };
+                let key =
+                    |r: &sqlx::any::AnyRow| -> Result<(Vec<u8>, i64, String, String), StoreError> {
+                        let payee = super::payee_at(keys, r, 5, r.get(3), r.get(4))?;
+                        Ok((
+                            r.get::<Option<Vec<u8>>, _>(0).unwrap_or_default(),
+                            r.get(1),
+                            r.get(2),
+                            approval::normalize_key(payee.remittance.as_deref().unwrap_or("")),
+                        ))
+                    };
                 let mut earlier: HashMap<_, i64> = HashMap::with_capacity(recent.len());
                 for r in &recent {
                     earlier.insert(key(r)?, r.get(3));
@@ -1157,7 +1157,7 @@ impl Store {
 }
 
 async fn approval_facts(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     batch: i64,
 ) -> Result<(super::BatchRow, BatchFacts), AccessError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1220,17 +1220,18 @@ fn payee_columns(alias: &str) -> String {
 /// Records the payees of a batch that was sent (inside `mark_sent`'s transaction): first
 /// payment and largest amount per channel, account and currency.
 pub(super) async fn record_payees(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     batch: i64,
     channel: &str,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let max = super::Backend::of(tx).greatest();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO payee_lookup (channel, account_hmac, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at)
          SELECT $1, account_hmac, currency, MAX(amount_minor), $2, $3, $3 FROM payments WHERE batch_id = $2 GROUP BY account_hmac, currency
          ON CONFLICT (channel, account_hmac, currency) DO UPDATE SET
-             max_amount_minor = MAX(max_amount_minor, excluded.max_amount_minor), last_paid_at = excluded.last_paid_at",
-    )
+             max_amount_minor = {max}(payee_lookup.max_amount_minor, excluded.max_amount_minor), last_paid_at = excluded.last_paid_at"
+    )))
     .bind(channel)
     .bind(batch)
     .bind(ts(at))

@@ -49,7 +49,7 @@ pub struct DueDelivery {
 const ALERT_COLUMNS: &str = "id, kind, subject, batch_id, severity, summary, action, recipients, raised_at, last_raised_at, times, acked_at, acked_by";
 
 /// An alert from `ALERT_COLUMNS` starting at column `i`.
-fn alert_row(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoredAlert {
+fn alert_row(r: &sqlx::any::AnyRow, i: usize) -> StoredAlert {
     StoredAlert {
         id: r.get(i),
         kind: r.get(i + 1),

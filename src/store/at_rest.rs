@@ -112,14 +112,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for r in &old {
-            sqlx::query(
+            let (max, min) = (self.backend.greatest(), self.backend.least());
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO payee_lookup (channel, account_hmac, currency, max_amount_minor, first_batch, first_paid_at, last_paid_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (channel, account_hmac, currency) DO UPDATE SET
-                     max_amount_minor = MAX(max_amount_minor, excluded.max_amount_minor),
-                     first_paid_at = MIN(first_paid_at, excluded.first_paid_at),
-                     last_paid_at = MAX(last_paid_at, excluded.last_paid_at)",
-            )
+                     max_amount_minor = {max}(payee_lookup.max_amount_minor, excluded.max_amount_minor),
+                     first_paid_at = {min}(payee_lookup.first_paid_at, excluded.first_paid_at),
+                     last_paid_at = {max}(payee_lookup.last_paid_at, excluded.last_paid_at)"
+            )))
             .bind(r.get::<String, _>(0))
             .bind(keys.lookup(r.get::<&str, _>(1)))
             .bind(r.get::<String, _>(2))
@@ -178,7 +179,7 @@ impl Store {
         // One row per path and batch: the same file archived again (a step repeated after a
         // crash) replaces its row.
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM archived WHERE path = $1 AND batch_id IS $2")
+        sqlx::query("DELETE FROM archived WHERE path = $1 AND batch_id IS NOT DISTINCT FROM $2")
             .bind(path)
             .bind(batch)
             .execute(&mut *tx)

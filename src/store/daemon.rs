@@ -490,7 +490,7 @@ impl Store {
     pub async fn last_contact(&self, bank: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query(
             "SELECT MAX(at) FROM (SELECT at FROM uploads WHERE bank = $1 AND outcome != 'failed'
-             UNION ALL SELECT received_at AS at FROM return_files WHERE bank = $1)",
+             UNION ALL SELECT received_at AS at FROM return_files WHERE bank = $1) AS contacts",
         )
         .bind(bank)
         .fetch_one(&self.pool)

@@ -31,7 +31,7 @@ pub struct MetricsSnapshot {
 impl Store {
     pub async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, StoreError> {
         let p = &self.pool;
-        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Vec<(String, i64)> {
+        let pairs = |rows: Vec<sqlx::any::AnyRow>| -> Vec<(String, i64)> {
             rows.iter().map(|r| (r.get(0), r.get(1))).collect()
         };
         let mut s = MetricsSnapshot {
@@ -51,7 +51,7 @@ impl Store {
             ..Default::default()
         };
         s.sent = sqlx::query(
-            "SELECT b.channel, p.currency, COUNT(*), SUM(p.amount_minor) FROM payments p JOIN batches b ON b.id = p.batch_id
+            "SELECT b.channel, p.currency, COUNT(*), CAST(SUM(p.amount_minor) AS BIGINT) FROM payments p JOIN batches b ON b.id = p.batch_id
              WHERE b.state IN ('sent', 'accepted', 'completed', 'partially_rejected', 'rejected')
              GROUP BY b.channel, p.currency ORDER BY 1, 2",
         )
@@ -79,16 +79,19 @@ impl Store {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
         // Per bank, the latest batch's upload → first status and → final status.
-        s.round_trips = sqlx::query(
-            "SELECT b.bank,
-                    (julianday((SELECT MIN(h.at) FROM state_history h WHERE h.batch_id = b.id AND h.from_state = 'sent'))
-                       - julianday(u.at)) * 86400.0,
+        let first_status = self.backend.seconds_between(
+            "u.at",
+            "(SELECT MIN(h.at) FROM state_history h WHERE h.batch_id = b.id AND h.from_state = 'sent')",
+        );
+        let final_status = self.backend.seconds_between("u.at", "b.updated_at");
+        s.round_trips = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT b.bank, {first_status},
                     CASE WHEN b.state IN ('completed', 'partially_rejected', 'rejected')
-                         THEN (julianday(b.updated_at) - julianday(u.at)) * 86400.0 END
+                         THEN {final_status} END
              FROM batches b JOIN state_history u ON u.batch_id = b.id AND u.to_state = 'sent' AND u.payment_id IS NULL
              WHERE b.id = (SELECT MAX(b2.id) FROM batches b2 JOIN state_history u2 ON u2.batch_id = b2.id AND u2.to_state = 'sent' WHERE b2.bank = b.bank)
-             ORDER BY 1",
-        )
+             ORDER BY 1"
+        )))
         .fetch_all(p)
         .await?
         .iter()

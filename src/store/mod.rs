@@ -8,8 +8,10 @@
 use crate::model::{Account, BankId, BatchState, Event, IllegalTransition, Payment};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -21,7 +23,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
-    #[error("only sqlite: URLs are supported by this build (got `{0}`)")]
+    #[error("database {0}: {1}")]
+    Password(String, String),
+    #[error(
+        "the target database is not empty ({0} holds {1} rows): paygate copies a store only into an empty database"
+    )]
+    TargetNotEmpty(String, i64),
+    #[error(transparent)]
+    Broken(#[from] AuditBroken),
+    #[error("the store URL must start with sqlite: or postgres:// (got `{0}`)")]
     UnsupportedUrl(String),
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
@@ -53,7 +63,8 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// A file outside the database that receives every audit head (`seq hash`), so that
     /// entries removed from the end of the chain, or a rewritten chain, are noticed.
     anchor: Option<std::path::PathBuf>,
@@ -162,12 +173,131 @@ fn audit_hash(
     hex::encode(h.finalize())
 }
 
-impl Store {
-    /// Opens (creating when missing) and migrates the database at `url` (`sqlite://PATH`).
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+/// The database behind a store. Every statement is written once, in the SQL both dialects
+/// share (`$N` parameters, `ON CONFLICT`, `RETURNING`, `IS NOT DISTINCT FROM`); the few
+/// places they differ ask `Backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file, one instance.
+    Sqlite,
+    /// One database for several instances.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a store URL names: `sqlite:` or `postgres://` (`postgresql://`).
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
         }
+    }
+
+    fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// The larger of two values of a row (`MAX(a, b)` in SQLite, `GREATEST` in PostgreSQL).
+    fn greatest(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "MAX",
+            Backend::Postgres => "GREATEST",
+        }
+    }
+
+    /// The smaller of two values of a row.
+    fn least(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "MIN",
+            Backend::Postgres => "LEAST",
+        }
+    }
+
+    /// Seconds from RFC 3339 text `a` to `b`, as a double.
+    fn seconds_between(self, a: &str, b: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("((julianday({b}) - julianday({a})) * 86400.0)"),
+            Backend::Postgres => format!(
+                "CAST(EXTRACT(EPOCH FROM (CAST({b} AS TIMESTAMPTZ) - CAST({a} AS TIMESTAMPTZ))) AS DOUBLE PRECISION)"
+            ),
+        }
+    }
+}
+
+/// A store URL with its password (if any) replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (creating when missing) and migrates the database at `url` (`sqlite://PATH` or
+    /// `postgres://…`).
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with_password(url, None).await
+    }
+
+    /// `open`, with the PostgreSQL password read apart from the URL (a secret file or a
+    /// systemd credential), so that it is never in the configuration file.
+    pub async fn open_with_password(
+        url: &str,
+        password: Option<&str>,
+    ) -> Result<Store, StoreError> {
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact_url(url)))?;
+        sqlx::any::install_default_drivers();
+        let open_err = |source| StoreError::Open {
+            url: redact_url(url),
+            source,
+        };
+        let pool = match backend {
+            Backend::Sqlite => Store::sqlite_pool(url).await.map_err(open_err)?,
+            Backend::Postgres => {
+                let mut full = url.to_string();
+                if let Some(pw) = password {
+                    let mut u = url::Url::parse(url)
+                        .map_err(|e| open_err(sqlx::Error::Configuration(e.into())))?;
+                    u.set_password(Some(pw)).map_err(|()| {
+                        open_err(sqlx::Error::Configuration(
+                            "this URL cannot carry a password".into(),
+                        ))
+                    })?;
+                    full = u.to_string();
+                }
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(&full)
+                    .await
+                    .map_err(open_err)?
+            }
+        };
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./src/store/migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./src/store/migrations/postgres"),
+        };
+        migrator.run(&pool).await?;
+        Ok(Store {
+            pool,
+            backend,
+            anchor: None,
+            keys: None,
+        })
+    }
+
+    async fn sqlite_pool(url: &str) -> Result<AnyPool, sqlx::Error> {
         // A database paygate creates is its own alone (0600; SQLite gives its -wal and -shm
         // files the same mode).
         let file = url
@@ -185,33 +315,31 @@ impl Store {
                 .mode(0o600)
                 .open(&file);
         }
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        // Checked here, where the error can name the URL: the Any driver parses it again.
+        SqliteConnectOptions::from_str(url)?;
+        AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
+            // WAL with full sync: a committed transaction survives a power cut. Foreign keys
+            // on; a writer waits up to 10 s for another (BEGIN IMMEDIATE).
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?;
-        sqlx::migrate!("./src/store/migrations/sqlite")
-            .run(&pool)
-            .await?;
-        Ok(Store {
-            pool,
-            anchor: None,
-            keys: None,
-        })
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Opens the store a config names, with its data keys and its audit anchor. A missing key
@@ -224,7 +352,11 @@ impl Store {
             crate::durable::create_private_dir(&data)
                 .map_err(|e| StoreError::Io(data.clone(), e))?;
         }
-        let store = Store::open(&cfg.database_url())
+        let url = cfg.database_url();
+        let password = cfg
+            .database_password()
+            .map_err(|e| StoreError::Password(redact_url(&url), e))?;
+        let store = Store::open_with_password(&url, password.as_deref())
             .await?
             .with_audit_anchor(data.join("audit.anchor"));
         let path = cfg.data_key_path();
@@ -265,43 +397,61 @@ impl Store {
     }
 
     /// Commits a transaction that wrote audit entries, then records the chain's new head in
-    /// the anchor file. A crash in between leaves the anchor one head behind: verification
-    /// accepts an anchor behind the database, never one ahead of it or disagreeing with it.
-    async fn commit(&self, tx: sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
+    /// the anchor file. The head is read inside the transaction, which holds the chain's write
+    /// lock, so it is this instance's own append even when other instances share the database.
+    /// A crash in between leaves the anchor one head behind: verification accepts an anchor
+    /// behind the database, never one ahead of it or disagreeing with it.
+    async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+        let head = match &self.anchor {
+            Some(_) => sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1))),
+            None => None,
+        };
         tx.commit().await?;
-        let Some(path) = &self.anchor else {
+        let (Some(path), Some((seq, hash))) = (&self.anchor, head) else {
             return Ok(());
         };
-        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(r) = head {
-            let (seq, hash): (i64, String) = (r.get(0), r.get(1));
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| StoreError::Anchor(path.clone(), e))?;
-            // One write of the whole line: `writeln!` on a file makes a syscall per piece, and
-            // a SIGKILL between them left `359 ` glued to the next line.
-            f.write_all(format!("{seq} {hash}\n").as_bytes())
-                .map_err(|e| StoreError::Anchor(path.clone(), e))?;
-            f.sync_data()
-                .map_err(|e| StoreError::Anchor(path.clone(), e))?;
-        }
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Anchor(path.clone(), e))?;
+        // One write of the whole line: `writeln!` on a file makes a syscall per piece, and
+        // a SIGKILL between them left `359 ` glued to the next line.
+        f.write_all(format!("{seq} {hash}\n").as_bytes())
+            .map_err(|e| StoreError::Anchor(path.clone(), e))?;
+        f.sync_data()
+            .map_err(|e| StoreError::Anchor(path.clone(), e))?;
         Ok(())
     }
 
-    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock at the start, so that
-    /// a transaction that reads before it writes waits for another writer (busy_timeout)
-    /// instead of failing when that writer commits first.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool
-            .begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE"))
-            .await
+    /// A write transaction; write transactions run one at a time. In SQLite `BEGIN IMMEDIATE`
+    /// takes the write lock at the start, so that a transaction that reads before it writes
+    /// waits for another writer (busy_timeout) instead of failing when that writer commits
+    /// first. In PostgreSQL the transaction first locks the audit chain's head row
+    /// (`audit_head`): every instance's writers queue there, so each appends to the head the
+    /// previous one committed and reads what it committed — one chain, whatever instance
+    /// writes.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.pool
+                    .begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE"))
+                    .await
+            }
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     pub async fn close(&self) {
@@ -480,7 +630,7 @@ impl Store {
     /// Sum of a batch's payments per currency, in minor units, computed from the stored rows.
     pub async fn batch_totals(&self, id: i64) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT currency, SUM(amount_minor), COUNT(*) FROM payments WHERE batch_id = $1 GROUP BY currency ORDER BY currency",
+            "SELECT currency, CAST(SUM(amount_minor) AS BIGINT), COUNT(*) FROM payments WHERE batch_id = $1 GROUP BY currency ORDER BY currency",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -1192,7 +1342,7 @@ impl Store {
 
 const BATCH_COLUMNS: &str = "id, file_id, channel, bank, state, msg_id, payment_count, submitter, remote_name, sealed_path, sealed_sha256, created_at, updated_at, approvals_required, approval_reasons, debtor_account, dropped_by";
 
-fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
+fn batch_row(row: &sqlx::any::AnyRow) -> Result<BatchRow, StoreError> {
     let state: String = row.get(4);
     Ok(BatchRow {
         id: row.get(0),
@@ -1222,20 +1372,42 @@ fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<BatchRow, StoreError> {
 /// order of magnitude slower for a million-row batch). Payments without an end-to-end id get
 /// the one rendering gives them.
 async fn insert_payments(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     keys: &crate::vault::DataKeys,
     batch: i64,
     msg_id: &str,
     payments: &[Payment],
 ) -> Result<(), StoreError> {
     const ROWS: usize = 500;
-    for chunk in payments.chunks(ROWS) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+    const COLUMNS: usize = 17;
+    // `$N` parameters, which both dialects read (sqlx's query builder writes `?` for Any).
+    let statement = |rows: usize| {
+        let mut sql = String::from(
             "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
                 agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
-                creditor_address, enc_key, sealed, account_hmac) ",
+                creditor_address, enc_key, sealed, account_hmac) VALUES ",
         );
-        q.push_values(chunk, |mut b, p| {
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..COLUMNS {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", r * COLUMNS + c + 1));
+            }
+            sql.push(')');
+        }
+        sql
+    };
+    let full = statement(ROWS.min(payments.len()));
+    for chunk in payments.chunks(ROWS) {
+        let sql = if chunk.len() == ROWS.min(payments.len()) {
+            full.clone()
+        } else {
+            statement(chunk.len())
+        };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
             let (acct_type, acct) = match &p.creditor_account {
                 Account::Iban(i) => ("iban", i.as_str().to_string()),
                 Account::Domestic(d) => ("domestic", d.as_str().to_string()),
@@ -1265,25 +1437,26 @@ async fn insert_payments(
                 },
             );
             // The plaintext columns stay empty: the payee is in `sealed`.
-            b.push_bind(batch)
-                .push_bind(p.row as i64)
-                .push_bind(e2e)
-                .push_bind("")
-                .push_bind(acct_type)
-                .push_bind("")
-                .push_bind(agent_type)
-                .push_bind(agent)
-                .push_bind(p.creditor_bank_name.clone())
-                .push_bind(p.amount.minor_units())
-                .push_bind(p.amount.currency().as_str())
-                .push_bind(None::<String>)
-                .push_bind(p.execution_date.to_string())
-                .push_bind(None::<String>)
-                .push_bind(keys.current())
-                .push_bind(sealed)
-                .push_bind(hmac);
-        });
-        q.build().execute(&mut **tx).await?;
+            q = q
+                .bind(batch)
+                .bind(p.row as i64)
+                .bind(e2e)
+                .bind("")
+                .bind(acct_type)
+                .bind("")
+                .bind(agent_type)
+                .bind(agent)
+                .bind(p.creditor_bank_name.clone())
+                .bind(p.amount.minor_units())
+                .bind(p.amount.currency().as_str().to_string())
+                .bind(None::<String>)
+                .bind(p.execution_date.to_string())
+                .bind(None::<String>)
+                .bind(keys.current())
+                .bind(sealed)
+                .bind(hmac);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -1359,7 +1532,7 @@ pub(super) const PAYEE_COLUMNS: &str =
 /// when it opens with its key).
 pub(super) fn payee_at(
     keys: &crate::vault::DataKeys,
-    r: &sqlx::sqlite::SqliteRow,
+    r: &sqlx::any::AnyRow,
     i: usize,
     batch: i64,
     row_no: i64,
@@ -1397,7 +1570,7 @@ pub(super) fn seal_payee(
 /// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:
 /// guarded by `from`, so a concurrent change makes it fail without effect.
 async fn move_batch(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     batch: i64,
     from: BatchState,
     to: BatchState,
@@ -1451,7 +1624,7 @@ async fn move_batch(
 }
 
 async fn append_audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     at: DateTime<Utc>,
     actor: &str,
     action: &str,
@@ -1489,11 +1662,14 @@ mod alerts;
 mod at_rest;
 mod daemon;
 mod metrics;
+mod migrate;
+pub mod scratch;
 pub use access::{AccessError, IntakeQuery, Pending, RoleRow, UserRow};
 pub use alerts::{DueDelivery, NewAlert, StoredAlert};
 pub use at_rest::{ArchivedFile, Reencrypted};
 pub use daemon::{Approved, Claim, StoredApproval};
 pub use metrics::MetricsSnapshot;
+pub use migrate::Copied;
 
 #[cfg(test)]
 mod tests;

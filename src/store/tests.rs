@@ -8,14 +8,52 @@ fn at(min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 9, min, 0).unwrap()
 }
 
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let store = Store::open(&url)
+/// Which database a test runs on: every test of this module runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    Sqlite,
+    Postgres,
+}
+
+/// A test's database (a SQLite file in a temporary folder, or a throw-away PostgreSQL
+/// database) and that folder, for the anchor and key files.
+struct Db {
+    dir: tempfile::TempDir,
+    pg: Option<scratch::Scratch>,
+}
+
+impl Db {
+    /// `None`: PostgreSQL cannot be reached outside CI (`Scratch::create` said so, loudly).
+    async fn new(on: On) -> Option<Db> {
+        let pg = match on {
+            On::Sqlite => None,
+            On::Postgres => Some(scratch::Scratch::create("a store test").await?),
+        };
+        Some(Db {
+            dir: tempfile::tempdir().unwrap(),
+            pg,
+        })
+    }
+
+    fn url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url().to_string(),
+            None => format!("sqlite://{}", self.dir.path().join("paygate.db").display()),
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+async fn fresh(on: On) -> Option<(Db, Store)> {
+    let db = Db::new(on).await?;
+    let store = Store::open(&db.url())
         .await
         .unwrap()
         .with_data_keys(std::sync::Arc::new(crate::vault::DataKeys::generate()));
-    (dir, store)
+    Some((db, store))
 }
 
 fn payment(row: u64, minor: i64) -> Payment {
@@ -39,9 +77,10 @@ fn payment(row: u64, minor: i64) -> Payment {
 
 const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-#[tokio::test]
-async fn the_same_content_is_recorded_once_whatever_its_name() {
-    let (_dir, store) = fresh().await;
+async fn the_same_content_is_recorded_once_whatever_its_name(on: On) {
+    let Some((_dir, store)) = fresh(on).await else {
+        return;
+    };
     let first = store
         .record_file("payroll", "nov.csv", SHA, 10, at(0))
         .await
@@ -62,9 +101,10 @@ async fn the_same_content_is_recorded_once_whatever_its_name() {
     assert!(other.new);
 }
 
-#[tokio::test]
-async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transitions() {
-    let (dir, store) = fresh().await;
+async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transitions(on: On) {
+    let Some((dir, store)) = fresh(on).await else {
+        return;
+    };
     let file = store
         .record_file("payroll", "nov.csv", SHA, 10, at(0))
         .await
@@ -159,10 +199,9 @@ async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transiti
             ),
         ]
     );
-    // Durable: a new connection to the same file sees the same state.
+    // Durable: a new connection to the same database sees the same state.
     store.close().await;
-    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let reopened = Store::open(&url)
+    let reopened = Store::open(&dir.url())
         .await
         .unwrap()
         .with_data_keys(store.keys.clone().unwrap());
@@ -185,9 +224,10 @@ async fn batches_store_exact_minor_units_and_move_only_by_legal_guarded_transiti
     assert_eq!(s, BatchState::Accepted);
 }
 
-#[tokio::test]
-async fn audit_trail_is_chained_append_only_and_tampering_is_detected() {
-    let (_dir, store) = fresh().await;
+async fn audit_trail_is_chained_append_only_and_tampering_is_detected(on: On) {
+    let Some((_dir, store)) = fresh(on).await else {
+        return;
+    };
     let file = store
         .record_file("payroll", "nov.csv", SHA, 10, at(0))
         .await
@@ -237,10 +277,13 @@ async fn audit_trail_is_chained_append_only_and_tampering_is_detected() {
         .await;
     assert!(del.is_err());
     // ...and someone who drops them is still caught by the hash chain.
-    sqlx::query("DROP TRIGGER audit_no_update")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    sqlx::query(match on {
+        On::Sqlite => "DROP TRIGGER audit_no_update",
+        On::Postgres => "DROP TRIGGER audit_no_update ON audit",
+    })
+    .execute(&store.pool)
+    .await
+    .unwrap();
     sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
         .execute(&store.pool)
         .await
@@ -250,9 +293,10 @@ async fn audit_trail_is_chained_append_only_and_tampering_is_detected() {
     assert!(broken.why.contains("changed"), "{broken}");
 }
 
-#[tokio::test]
-async fn amounts_are_never_stored_as_floating_point() {
-    let (_dir, store) = fresh().await;
+async fn amounts_are_never_stored_as_floating_point(on: On) {
+    let Some((_dir, store)) = fresh(on).await else {
+        return;
+    };
     let file = store
         .record_file("payroll", "nov.csv", SHA, 10, at(0))
         .await
@@ -269,20 +313,29 @@ async fn amounts_are_never_stored_as_floating_point() {
         )
         .await
         .unwrap();
-    let kind: String = sqlx::query("SELECT typeof(amount_minor) FROM payments")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(kind, "integer");
+    let kind: String = sqlx::query(match on {
+        On::Sqlite => "SELECT typeof(amount_minor) FROM payments",
+        On::Postgres => "SELECT CAST(pg_typeof(amount_minor) AS TEXT) FROM payments",
+    })
+    .fetch_one(&store.pool)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(
+        kind,
+        match on {
+            On::Sqlite => "integer",
+            On::Postgres => "bigint",
+        }
+    );
 }
 
-#[tokio::test]
-async fn the_anchor_file_catches_removed_and_rewritten_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let anchor = dir.path().join("audit.anchor");
-    let store = Store::open(&url)
+async fn the_anchor_file_catches_removed_and_rewritten_entries(on: On) {
+    let Some(db) = Db::new(on).await else {
+        return;
+    };
+    let anchor = db.path().join("audit.anchor");
+    let store = Store::open(&db.url())
         .await
         .unwrap()
         .with_data_keys(std::sync::Arc::new(crate::vault::DataKeys::generate()))
@@ -325,10 +378,13 @@ async fn the_anchor_file_catches_removed_and_rewritten_entries() {
     assert_eq!(store.verify_audit().await.unwrap(), Ok(3));
     std::fs::write(&anchor, &text).unwrap();
     // Someone with the database removes the last entry: the chain alone would still verify.
-    sqlx::query("DROP TRIGGER audit_no_delete")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    sqlx::query(match on {
+        On::Sqlite => "DROP TRIGGER audit_no_delete",
+        On::Postgres => "DROP TRIGGER audit_no_delete ON audit",
+    })
+    .execute(&store.pool)
+    .await
+    .unwrap();
     sqlx::query("DELETE FROM audit WHERE seq = 3")
         .execute(&store.pool)
         .await
@@ -338,10 +394,11 @@ async fn the_anchor_file_catches_removed_and_rewritten_entries() {
     assert!(broken.why.contains("no longer in the database"), "{broken}");
 }
 
-#[tokio::test]
-async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
+async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now(on: On) {
     use crate::approval::{Decision, Role};
-    let (_dir, store) = fresh().await;
+    let Some((_dir, store)) = fresh(on).await else {
+        return;
+    };
     let file = store
         .record_file("payroll", "nov.csv", SHA, 10, at(0))
         .await
@@ -475,11 +532,12 @@ async fn the_policy_decides_once_and_approvals_follow_roles_as_they_are_now() {
     assert!(store.verify_audit().await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn payment_data_is_stored_encrypted_and_survives_a_key_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let kpath = dir.path().join("keys/data.key");
+async fn payment_data_is_stored_encrypted_and_survives_a_key_rotation(on: On) {
+    let Some(db) = Db::new(on).await else {
+        return;
+    };
+    let url = db.url();
+    let kpath = db.path().join("keys/data.key");
     let mut keys = crate::vault::DataKeys::generate();
     keys.save(&kpath).unwrap();
     let open = || async {
@@ -514,14 +572,37 @@ async fn payment_data_is_stored_encrypted_and_survives_a_key_rotation() {
         Account::Iban(i) => i.as_str().to_string(),
     };
     store.close().await;
-    let db = std::fs::read(dir.path().join("paygate.db")).unwrap();
-    let wal = std::fs::read(dir.path().join("paygate.db-wal")).unwrap_or_default();
-    for needle in [account.as_str(), p.creditor_name.as_str(), "REF-778812"] {
-        for (what, bytes) in [("database", &db), ("WAL", &wal)] {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                "`{needle}` in plaintext in the {what}"
-            );
+    let needles = [account.as_str(), p.creditor_name.as_str(), "REF-778812"];
+    match on {
+        On::Sqlite => {
+            let file = std::fs::read(db.path().join("paygate.db")).unwrap();
+            let wal = std::fs::read(db.path().join("paygate.db-wal")).unwrap_or_default();
+            for needle in needles {
+                for (what, bytes) in [("database", &file), ("WAL", &wal)] {
+                    assert!(
+                        !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                        "`{needle}` in plaintext in the {what}"
+                    );
+                }
+            }
+        }
+        On::Postgres => {
+            // The server's files are not ours to read: no column of any row holds it.
+            let store = open().await;
+            for needle in needles {
+                for table in ["payments", "batches", "audit", "files"] {
+                    let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT COUNT(*) FROM {table} t WHERE strpos(CAST(t AS TEXT), $1) > 0"
+                    )))
+                    .bind(needle)
+                    .fetch_one(&store.pool)
+                    .await
+                    .unwrap()
+                    .get(0);
+                    assert_eq!(n, 0, "`{needle}` in plaintext in {table}");
+                }
+            }
+            store.close().await;
         }
     }
     // Rotation: a new key current, the old one still held; rows re-encrypted a chunk at a time.
@@ -555,10 +636,12 @@ async fn payment_data_is_stored_encrypted_and_survives_a_key_rotation() {
     assert!(e.contains("does not decrypt"), "{e}");
 }
 
-#[tokio::test]
-async fn rows_and_payees_written_before_encryption_are_encrypted_when_the_store_opens_with_its_key()
-{
-    let (dir, store) = fresh().await;
+async fn rows_and_payees_written_before_encryption_are_encrypted_when_the_store_opens_with_its_key(
+    on: On,
+) {
+    let Some((dir, store)) = fresh(on).await else {
+        return;
+    };
     let file = store
         .record_file("supplier", "old.csv", SHA, 10, at(0))
         .await
@@ -627,9 +710,10 @@ async fn rows_and_payees_written_before_encryption_are_encrypted_when_the_store_
     drop(dir);
 }
 
-#[tokio::test]
-async fn a_key_file_other_than_the_stores_own_is_refused() {
-    let (_dir, store) = fresh().await;
+async fn a_key_file_other_than_the_stores_own_is_refused(on: On) {
+    let Some((_dir, store)) = fresh(on).await else {
+        return;
+    };
     let mine = store.keys.clone().unwrap();
     store.check_data_key(&mine).await.unwrap();
     store.check_data_key(&mine).await.unwrap();
@@ -638,3 +722,318 @@ async fn a_key_file_other_than_the_stores_own_is_refused() {
     assert!(matches!(e, StoreError::KeyMismatch(_)), "{e}");
     assert!(e.to_string().contains("not the one"), "{e}");
 }
+
+/// The daemon's other queries — claims, sending, returns, reports, alerts, the archive
+/// register, metrics, status — give the same answers on both databases.
+async fn the_daemons_queries_answer_the_same(on: On) {
+    let Some((_dir, store)) = fresh(on).await else {
+        return;
+    };
+    let claim = store
+        .record_claim("payroll", "nov.csv", "c-1-nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let Claim::New(file) = claim else {
+        panic!("{claim:?}")
+    };
+    assert!(matches!(
+        store
+            .record_claim("payroll", "nov.csv", "c-1-nov.csv", SHA, 10, at(0))
+            .await
+            .unwrap(),
+        Claim::Recovered(..)
+    ));
+    assert!(matches!(
+        store
+            .record_claim("payroll", "again.csv", "c-2-again.csv", SHA, 10, at(0))
+            .await
+            .unwrap(),
+        Claim::Duplicate { .. }
+    ));
+    let id = store
+        .create_batch(file.id, "payroll", "icbc", "MSG-D", &[], "paygate", at(1))
+        .await
+        .unwrap();
+    store
+        .add_payments(id, "MSG-D", &[payment(2, 700), payment(3, 300)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.finish_validation(id, 2, 0, at(2)).await.unwrap(),
+        BatchState::AwaitingApproval
+    );
+    store
+        .transition(
+            id,
+            BatchState::AwaitingApproval,
+            &Event::Approved {
+                policy_satisfied: true,
+            },
+            "li.na",
+            at(3),
+        )
+        .await
+        .unwrap();
+    store
+        .mark_sealed(id, "/a/s.pgp", SHA, "ACME_MSG-D.xml.pgp", at(4))
+        .await
+        .unwrap();
+    store
+        .transition(
+            id,
+            BatchState::Sealed,
+            &Event::UploadStarted,
+            "paygate",
+            at(5),
+        )
+        .await
+        .unwrap();
+    store
+        .mark_sent(id, "icbc", "uploaded", 1234, at(6))
+        .await
+        .unwrap();
+    assert_eq!(store.payments(id).await.unwrap()[0].state, "sent");
+    assert_eq!(
+        store.last_contact("icbc").await.unwrap().as_deref(),
+        Some("2026-11-30T09:06:00.000000Z")
+    );
+    assert_eq!(
+        store.batches_in(&[BatchState::Sent]).await.unwrap().len(),
+        1
+    );
+    // A return file and its report.
+    let (rf, new, state) = store
+        .record_return("icbc", "r1.xml.pgp", 99, SHA, "/s/r1", at(7))
+        .await
+        .unwrap();
+    assert!(new && state == "received");
+    store
+        .set_return_state(
+            rf,
+            "opened",
+            Some("BANKFPR"),
+            None,
+            Some("/s/r1.xml"),
+            at(7),
+        )
+        .await
+        .unwrap();
+    let (rep, applied) = store
+        .record_report(
+            "r1",
+            SHA,
+            "pain.002",
+            Some("R1"),
+            Some("MSG-D"),
+            Some(id),
+            "ok",
+            at(8),
+        )
+        .await
+        .unwrap();
+    assert!(!applied);
+    let s = store
+        .transition(
+            id,
+            BatchState::Sent,
+            &Event::Outcome(Outcome::Completed),
+            "bank",
+            at(9),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, BatchState::Completed);
+    store.mark_report_applied(rep, at(9)).await.unwrap();
+    // The archive register.
+    for (path, batch) in [("/a/1", Some(id)), ("/a/1", Some(id)), ("/a/2", None)] {
+        store
+            .record_archived(batch, Some("icbc"), "return", "r1.xml", path, SHA, at(9))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.archived_of(id).await.unwrap().len(), 1);
+    assert!(store.is_archived("/a/2").await.unwrap());
+    // Alerts: raised, repeated (counted), delivered, acknowledged.
+    let alert = NewAlert {
+        kind: "upload.failing".into(),
+        subject: "icbc".into(),
+        batch: None,
+        severity: "warning".into(),
+        summary: "uploads fail".into(),
+        action: "check the link".into(),
+        recipients: vec!["ops".into()],
+    };
+    let hour = chrono::Duration::hours(1);
+    let a = store
+        .raise_alert(&alert, &["webhook:1".into()], hour, at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .raise_alert(&alert, &["webhook:1".into()], hour, at(11))
+            .await
+            .unwrap(),
+        None
+    );
+    let due = store.due_deliveries(at(12), 10).await.unwrap();
+    assert_eq!((due.len(), due[0].alert.times), (1, 2));
+    store
+        .delivery_failed(due[0].id, "refused", at(20))
+        .await
+        .unwrap();
+    assert!(store.due_deliveries(at(12), 10).await.unwrap().is_empty());
+    store.delivery_done(due[0].id, at(21)).await.unwrap();
+    assert_eq!(store.open_alerts().await.unwrap().len(), 1);
+    assert!(store.ack_alert(a, "ops", at(22)).await.unwrap());
+    assert_eq!(
+        store.alert_counts().await.unwrap(),
+        vec![("upload.failing".to_string(), 1, 0)]
+    );
+    // Metrics.
+    let m = store.metrics_snapshot().await.unwrap();
+    assert_eq!(m.files_received, vec![("payroll".to_string(), 1)]);
+    assert_eq!(
+        m.sent,
+        vec![("payroll".to_string(), "CNY".to_string(), 2, 1000)]
+    );
+    // Seconds from the upload (minute 6) to the first and the final status (minute 9).
+    let [(bank, Some(first), Some(last))] = m.round_trips.as_slice() else {
+        panic!("{:?}", m.round_trips)
+    };
+    assert_eq!(bank, "icbc");
+    assert!(
+        (first - 180.0).abs() < 0.01 && (last - 180.0).abs() < 0.01,
+        "{first} {last}"
+    );
+    assert_eq!(
+        m.audit_length,
+        store.verify_audit().await.unwrap().unwrap() as i64
+    );
+    assert_eq!(
+        store.batch_counts().await.unwrap(),
+        vec![("completed".to_string(), 1)]
+    );
+}
+
+/// `paygate store migrate-to`: a SQLite store with batches, payments (sealed), approvals and
+/// its audit chain copied into PostgreSQL reads back the same there, verifies to the same head,
+/// takes new rows after the copied ids, and a second copy into it is refused.
+#[tokio::test]
+async fn a_sqlite_store_copied_into_postgres_reads_and_verifies_the_same() {
+    let Some((_dir, source)) = fresh(On::Sqlite).await else {
+        return;
+    };
+    let Some(pg) = Db::new(On::Postgres).await else {
+        return;
+    };
+    let keys = source.keys.clone().unwrap();
+    let file = source
+        .record_file("payroll", "nov.csv", SHA, 10, at(0))
+        .await
+        .unwrap();
+    let payments: Vec<Payment> = (2..1300).map(|r| payment(r, 100 + r as i64)).collect();
+    let id = source
+        .create_batch(
+            file.id,
+            "payroll",
+            "icbc",
+            "MSG-MIG",
+            &payments,
+            "paygate",
+            at(1),
+        )
+        .await
+        .unwrap();
+    source
+        .transition(
+            id,
+            BatchState::Received,
+            &Event::Validated { errors: 0 },
+            "paygate",
+            at(2),
+        )
+        .await
+        .unwrap();
+    let before = source.batch(id).await.unwrap();
+    let before_payments = source.payments(id).await.unwrap();
+    let entries = source.verify_audit().await.unwrap().unwrap();
+
+    let target = Store::open(&pg.url())
+        .await
+        .unwrap()
+        .with_data_keys(keys.clone());
+    let mut seen = Vec::new();
+    let copied = source
+        .copy_to(&target, |t, n| seen.push((t.to_string(), n)))
+        .await
+        .unwrap();
+    assert_eq!(copied.audit_entries, entries);
+    assert!(
+        copied.rows.contains(&("payments", 1298)),
+        "{:?}",
+        copied.rows
+    );
+    assert!(seen.iter().any(|(t, _)| t == "audit"));
+    assert_eq!(target.verify_audit().await.unwrap(), Ok(entries));
+    assert_eq!(target.batch(id).await.unwrap(), before);
+    assert_eq!(target.payments(id).await.unwrap(), before_payments);
+    // The same key file reads the sealed records there, and is recognised as the store's own.
+    target.check_data_key(&keys).await.unwrap();
+    // New rows continue after the copied ids; the chain continues from the copied head.
+    let f2 = target
+        .record_file("payroll", "dec.csv", &SHA.replace('9', "8"), 10, at(3))
+        .await
+        .unwrap();
+    assert!(f2.new && f2.id > file.id);
+    let id2 = target
+        .create_batch(
+            f2.id,
+            "payroll",
+            "icbc",
+            "MSG-MIG-2",
+            &[payment(2, 5)],
+            "paygate",
+            at(4),
+        )
+        .await
+        .unwrap();
+    assert!(id2 > id);
+    assert_eq!(target.verify_audit().await.unwrap(), Ok(entries + 2));
+    // A target that holds anything is refused, and left as it was.
+    let again = source.copy_to(&target, |_, _| {}).await.unwrap_err();
+    assert!(matches!(again, StoreError::TargetNotEmpty(..)), "{again}");
+    assert!(again.to_string().contains("not empty"), "{again}");
+    assert_eq!(target.verify_audit().await.unwrap(), Ok(entries + 2));
+}
+
+/// Each test above, once on SQLite and once on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::On::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::On::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both!(
+    the_daemons_queries_answer_the_same,
+    the_same_content_is_recorded_once_whatever_its_name,
+    batches_store_exact_minor_units_and_move_only_by_legal_guarded_transitions,
+    audit_trail_is_chained_append_only_and_tampering_is_detected,
+    amounts_are_never_stored_as_floating_point,
+    the_anchor_file_catches_removed_and_rewritten_entries,
+    the_policy_decides_once_and_approvals_follow_roles_as_they_are_now,
+    payment_data_is_stored_encrypted_and_survives_a_key_rotation,
+    rows_and_payees_written_before_encryption_are_encrypted_when_the_store_opens_with_its_key,
+    a_key_file_other_than_the_stores_own_is_refused,
+);

@@ -11,7 +11,7 @@ mod protect;
 mod world;
 
 use std::time::{Duration, Instant};
-use world::{Wire, World, sample};
+use world::{Db, Wire, World, sample};
 
 fn read(p: &std::path::Path) -> String {
     String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
@@ -22,11 +22,24 @@ fn read(p: &std::path::Path) -> String {
 /// result reports appearing beside the people's folders.
 #[test]
 fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
-    let mut w = World::new(
+    end_to_end(Db::Sqlite);
+}
+
+/// The same with the store in PostgreSQL.
+#[test]
+fn on_postgres_files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
+    end_to_end(Db::Postgres);
+}
+
+fn end_to_end(db: Db) {
+    let Some(mut w) = World::on(
         "e2e",
         Wire::Sftp,
         "reject_accounts = [\"NL80RABO1119893879\"]",
-    );
+        db,
+    ) else {
+        return;
+    };
     // Dropped while paygate is down: picked up by the scan at start.
     w.drop_file(
         "supplier",
@@ -186,7 +199,45 @@ fn files_dropped_reach_the_bank_over_sftp_and_results_come_back() {
             );
         }
     }
-    assert!(scanned > 100_000, "scanned only {scanned} bytes");
+    match w.store_url() {
+        // The SQLite file and its journal are among the files scanned.
+        None => assert!(scanned > 100_000, "scanned only {scanned} bytes"),
+        // PostgreSQL's files are the server's: no column of any row of the store holds them.
+        Some(url) => {
+            assert!(scanned > 30_000, "scanned only {scanned} bytes");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::{Connection, Row};
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+                assert!(tables.len() > 15, "{tables:?}");
+                for t in &tables {
+                    for secret in &secrets {
+                        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT COUNT(*) FROM {t} x WHERE strpos(CAST(x AS TEXT), $1) > 0"
+                        )))
+                        .bind(secret)
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap()
+                        .get(0);
+                        assert_eq!(n, 0, "`{secret}` in plaintext in the table {t}");
+                    }
+                }
+            });
+        }
+    }
     // Every archived file of the payroll batch comes back through `paygate export` (audited),
     // each checked against the digest recorded when it was archived.
     let out = w.dir.join("export");
@@ -478,9 +529,22 @@ impl Lcg {
 /// twice, and no payment was counted twice.
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice() {
+    crash_test(Db::Sqlite);
+}
+
+/// The same on a PostgreSQL store: its transactions, not SQLite's file, are what a kill must
+/// not split.
+#[test]
+fn sigkill_at_random_moments_on_postgres_loses_nothing_and_sends_nothing_twice() {
+    crash_test(Db::Postgres);
+}
+
+fn crash_test(db: Db) {
     const FILES: usize = 40;
     const KILLS: u32 = 200;
-    let mut w = World::new("crash", Wire::Folder, "reject_per_mille = 100");
+    let Some(mut w) = World::on("crash", Wire::Folder, "reject_per_mille = 100", db) else {
+        return;
+    };
     w.start_sim();
     let sample_text = String::from_utf8(std::fs::read(sample("supplier.csv")).unwrap()).unwrap();
     let lines: Vec<&str> = sample_text.lines().collect();
@@ -775,4 +839,70 @@ fn a_sealed_file_changed_in_the_archive_is_never_sent() {
         .collect();
     assert_eq!(in_bank.len(), 1, "{in_bank:?}");
     assert!(std::fs::read(&in_bank[0]).unwrap() == original);
+}
+
+/// An embedded store moved to PostgreSQL with `paygate store migrate-to`: refused while the
+/// daemon runs, copied and verified once it is stopped, refused into a database that is no
+/// longer empty; the daemon then runs on PostgreSQL with every batch and the audit chain as
+/// they were, and goes on processing files there.
+#[test]
+fn a_sqlite_store_moves_to_postgres_and_the_daemon_goes_on_there() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(pg) = rt.block_on(paygate::store::scratch::Scratch::create(
+        "the migrate-to test",
+    )) else {
+        return;
+    };
+    let mut w = World::new("migrate", Wire::Folder, "");
+    w.drop_file(
+        "supplier",
+        "supplier.csv",
+        &std::fs::read(sample("supplier.csv")).unwrap(),
+    );
+    w.start_sim();
+    w.start_daemon();
+    let before = w.wait_batches("the supplier batch to be answered", 60, |b| {
+        b.len() == 1 && b[0].is_final()
+    });
+    let (code, text) = w.paygate(&["store", "migrate-to", pg.url()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("stop the daemon first"), "{text}");
+    w.kill_daemon();
+    let (code, text) = w.paygate(&["store", "migrate-to", pg.url()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("verified on the target"), "{text}");
+    assert!(text.contains("[store]"), "{text}");
+    let (code, text) = w.paygate(&["store", "migrate-to", pg.url()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not empty"), "{text}");
+
+    w.set_store_url(pg.url());
+    w.start_daemon();
+    let after = w.batches();
+    assert_eq!(
+        after
+            .iter()
+            .map(|b| (&b.msg_id, &b.state))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|b| (&b.msg_id, &b.state))
+            .collect::<Vec<_>>()
+    );
+    let text2 = std::fs::read_to_string(sample("supplier.csv"))
+        .unwrap()
+        .replace("INV-", "INV2-");
+    w.drop_file("supplier", "supplier-2.csv", text2.as_bytes());
+    w.wait_batches("the second batch to be answered on PostgreSQL", 60, |b| {
+        b.len() == 2 && b.iter().all(|b| b.is_final())
+    });
+    let (code, text) = w.paygate(&["audit", "verify"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = w.paygate(&["audit", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("store.migrated"), "{text}");
+    w.kill_daemon();
 }

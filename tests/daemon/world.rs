@@ -28,6 +28,17 @@ pub struct World {
     pub starts: u32,
     /// The archive key's fingerprint (`keys/archive.sec.asc` is the auditor's secret key).
     pub archive_fpr: String,
+    /// `[store]` of the config: empty for the embedded SQLite file.
+    store_section: String,
+    /// The throw-away PostgreSQL database of a world on PostgreSQL (dropped after the daemon).
+    _pg: Option<paygate::store::scratch::Scratch>,
+}
+
+/// Which store a world's daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
 }
 
 fn generate_key(keys: &Path, name: &str, userid: &str) -> String {
@@ -53,6 +64,26 @@ pub fn sample(name: &str) -> PathBuf {
 
 impl World {
     pub fn new(name: &str, wire: Wire, sim_rules: &str) -> World {
+        World::on(name, wire, sim_rules, Db::Sqlite).expect("a world on SQLite")
+    }
+
+    /// A world whose store is `db`. `None` when it is PostgreSQL and no server can be reached
+    /// outside CI (said loudly on stderr by `Scratch::create`).
+    pub fn on(name: &str, wire: Wire, sim_rules: &str, db: Db) -> Option<World> {
+        let pg = match db {
+            Db::Sqlite => None,
+            Db::Postgres => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                Some(
+                    rt.block_on(paygate::store::scratch::Scratch::create(&format!(
+                        "the daemon test `{name}`"
+                    )))?,
+                )
+            }
+        };
         let tmp = tempfile::Builder::new()
             .prefix(&format!("pg-d-{name}-"))
             .tempdir_in("/tmp")
@@ -137,11 +168,29 @@ impl World {
             archive_fpr,
             dir,
             _tmp: tmp,
+            store_section: pg
+                .as_ref()
+                .map(|p| format!("[store]\nurl = \"{}\"\n", p.url()))
+                .unwrap_or_default(),
+            _pg: pg,
         };
         w.write_config(&cfpr, &bfpr);
         let mut w = w;
         w.grant_standing_roles();
-        w
+        Some(w)
+    }
+
+    /// Points the config at another store (`[store] url`), as an admin does after
+    /// `paygate store migrate-to`.
+    pub fn set_store_url(&mut self, url: &str) {
+        self.store_section = format!("[store]\nurl = \"{url}\"\n");
+        let (c, b) = self.fingerprints();
+        self.write_config(&c, &b);
+    }
+
+    /// The PostgreSQL database of a world on PostgreSQL.
+    pub fn store_url(&self) -> Option<String> {
+        self._pg.as_ref().map(|p| p.url().to_string())
     }
 
     /// The OS user running the tests: the config's bootstrap admin.
@@ -302,9 +351,11 @@ auto_below = {{ EUR = "1000000", USD = "1000000", GBP = "1000000", CHF = "100000
 new_beneficiary = false
 duplicate_days = 0
 outlier_factor = "0"
-{extra}"#,
+{extra}
+{store}"#,
                 transport = self.transport,
                 extra = self.extra_channels,
+                store = self.store_section,
                 afpr = self.archive_fpr,
                 me = World::me(),
             ),
