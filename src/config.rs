@@ -96,6 +96,15 @@ pub struct StoreCfg {
     /// certificate or trust authentication).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// How long an instance's claims (a batch's step, a bank's return poller) outlive its
+    /// last heartbeat: after this another instance takes over its work. Heartbeats come every
+    /// third of it.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1157,6 +1166,14 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("paygate.db").display()))
     }
 
+    /// How long an instance's claims outlive its last heartbeat, in milliseconds.
+    pub fn lease_ms(&self) -> i64 {
+        self.store
+            .as_ref()
+            .map_or(default_lease_secs(), |s| s.lease_secs) as i64
+            * 1000
+    }
+
     /// The file the store's password is read from: `[store] password_file`, else the systemd
     /// credential `paygate-db-password` when there is one.
     pub fn database_password_file(&self) -> Option<PathBuf> {
@@ -1282,6 +1299,12 @@ impl Config {
                     "a SQLite store has no password".into(),
                 ),
                 _ => {}
+            }
+            if !(3..=3600).contains(&st.lease_secs) {
+                p(
+                    "store.lease_secs".into(),
+                    format!("{} is not between 3 and 3600 seconds", st.lease_secs),
+                );
             }
             if let Some(f) = &st.password_file
                 && !self.resolve(f).is_file()

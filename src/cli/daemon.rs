@@ -208,6 +208,44 @@ pub fn render_status(s: &Status) -> String {
             c.name, c.bank, c.watch, c.inbound, c.processing, c.rejected, c.folder
         ));
     }
+    o.push_str("\ninstances (on this store; * is this one)\n");
+    for i in &s.instances {
+        let state = match (&i.stopped_at, i.alive) {
+            (Some(at), _) => format!("stopped {at}"),
+            (None, true) => "alive".to_string(),
+            // Its heartbeat stopped and its lease ran out: what it held is anyone's.
+            (None, false) => "DEAD (lease expired)".to_string(),
+        };
+        let mut holds = Vec::new();
+        if !i.batches.is_empty() {
+            holds.push(format!(
+                "batches {}",
+                i.batches
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        if !i.polls.is_empty() {
+            holds.push(format!("polls {}", i.polls.join(",")));
+        }
+        o.push_str(&format!(
+            "  {}{} {:<16} pid {:<7} v{:<8} heartbeat {} ago  {:<22} {}\n",
+            if i.id == s.instance { "*" } else { " " },
+            i.id,
+            i.host,
+            i.pid,
+            i.version,
+            human_secs((i.heartbeat_age_ms.max(0) / 1000) as u64),
+            state,
+            if holds.is_empty() {
+                "holds nothing".to_string()
+            } else {
+                holds.join("; ")
+            }
+        ));
+    }
     o.push_str("\nbatches\n");
     if s.batches.is_empty() {
         o.push_str("  none yet\n");

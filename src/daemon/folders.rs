@@ -201,8 +201,31 @@ const SEP: &str = "--";
 pub fn claim_path(f: &Folders, name: &str) -> PathBuf {
     let n = CLAIMS.fetch_add(1, Ordering::Relaxed);
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f");
-    f.processing
-        .join(format!("{stamp}.{}.{n}{SEP}{name}", std::process::id()))
+    let owner = CLAIM_OWNER
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::process::id().to_string());
+    f.processing.join(format!("{stamp}.{n}.{owner}{SEP}{name}"))
+}
+
+/// The instance whose claims this process makes (`i` and 16 hex digits, set once at start):
+/// part of every claim's name, so that instances sharing a `processing/` folder tell their
+/// own claims from those of another (live or dead) instance.
+static CLAIM_OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_claim_owner(instance: &str) {
+    let _ = CLAIM_OWNER.set(instance.to_string());
+}
+
+/// The instance that made a claim, when its name says (claims of earlier versions do not).
+pub fn claim_owner(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    let (head, _) = name.split_once(SEP)?;
+    let owner = head.rsplit('.').next()?;
+    (owner.len() == 17
+        && owner.starts_with('i')
+        && owner[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(owner)
 }
 
 /// Claims `inbound/NAME` by renaming it into `processing/` under a unique name that keeps the

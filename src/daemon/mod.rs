@@ -49,6 +49,8 @@ pub enum DaemonError {
     Mode(#[from] crate::vault::VaultError),
     #[error("{0}")]
     Archive(#[from] crate::archive::ArchiveError),
+    #[error("instance {0} lost its lease on the store and stopped; start it again")]
+    LeaseLost(String),
 }
 
 impl DaemonError {
@@ -110,6 +112,13 @@ pub struct Ctx {
     retry: Mutex<HashMap<i64, (Instant, u32)>>,
     /// Cancels the watchers and pollers of the current config (replaced on reload).
     generation: Mutex<CancellationToken>,
+    /// This instance in the store (`instances`): new at every start.
+    pub instance: String,
+    /// How long its claims outlive its last heartbeat.
+    pub lease_ms: i64,
+    /// Set when a heartbeat found the lease gone: the daemon stops claiming and exits, so that
+    /// its supervisor starts it again as a new instance.
+    pub lease_lost: std::sync::atomic::AtomicBool,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -221,7 +230,26 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
             tracing::warn!(bank = %name, error_code = "bank.unencrypted", "bank `{name}` has encryption = \"none\": its files are sent and read WITHOUT OpenPGP; the SFTP channel is their only protection");
         }
     }
+    let instance = format!("i{:016x}", rand::random::<u64>());
+    let lease_ms = cfg.lease_ms();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    store
+        .register_instance(
+            &instance,
+            &host,
+            env!("CARGO_PKG_VERSION"),
+            lease_ms,
+            Utc::now(),
+        )
+        .await?;
+    folders::set_claim_owner(&instance);
+    tracing::info!(instance = %instance, host = %host, "instance {instance} on {host}");
     let ctx = Arc::new(Ctx {
+        instance,
+        lease_ms,
+        lease_lost: std::sync::atomic::AtomicBool::new(false),
         work: Arc::new(Semaphore::new(cfg.paygate.workers.max(1))),
         cfg: RwLock::new(cfg),
         config_path: config_path.to_path_buf(),
@@ -351,6 +379,9 @@ pub async fn run(config_path: &Path, opts: RunOptions) -> Result<(), DaemonError
     wait_for_signals(&ctx, signals, opts.stop_after).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop(&ctx).await;
+    if ctx.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(DaemonError::LeaseLost(ctx.instance.clone()));
+    }
     Ok(())
 }
 
@@ -377,18 +408,72 @@ pub async fn start(prepared: Prepared) {
         ctx.shutdown.child_token(),
     ));
     let cfg = ctx.cfg();
-    // Files claimed by an earlier run but not finished.
+    // Files claimed by an earlier run but not finished (another live instance's claims in a
+    // shared processing/ are its own).
     for (name, ch) in &cfg.channels {
         for path in pickup::leftovers(&Folders::of(&cfg, ch)) {
+            if held_elsewhere(&ctx, &path).await {
+                continue;
+            }
             tracing::info!(channel = %name, stage = "recovery", "continuing {}", path.display());
             spawn_claimed(&ctx, name.clone(), path);
         }
     }
+    ctx.tasks
+        .spawn(heartbeat(ctx.clone(), ctx.shutdown.child_token()));
     start_generation(&ctx);
     ctx.tasks
         .spawn(scheduler(ctx.clone(), ctx.shutdown.child_token()));
     ctx.tasks
         .spawn(watch::run(ctx.clone(), ctx.shutdown.child_token()));
+}
+
+/// Whether a claimed file in `processing/` belongs to another instance that is alive: it is
+/// that instance's to finish (a claim of an instance that died is anyone's).
+async fn held_elsewhere(ctx: &Ctx, path: &Path) -> bool {
+    match folders::claim_owner(path) {
+        Some(owner) if owner != ctx.instance => {
+            ctx.store.instance_alive(owner).await.unwrap_or(true)
+        }
+        _ => false,
+    }
+}
+
+/// Renews this instance's lease and every claim it holds, every third of the lease. A renewal
+/// that finds the lease gone (the store was out of reach for longer than the lease, and other
+/// instances may have taken over) stops the daemon: it exits with an error and its supervisor
+/// starts it again as a new instance. Renewals that fail are retried; once the lease has run
+/// out without one, the daemon stops claiming work before it exits.
+async fn heartbeat(ctx: Arc<Ctx>, token: CancellationToken) {
+    use std::sync::atomic::Ordering;
+    let period = Duration::from_millis((ctx.lease_ms / 3).max(500) as u64);
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        match ctx.store.heartbeat(&ctx.instance, ctx.lease_ms).await {
+            Ok(true) => last_ok = Instant::now(),
+            Ok(false) => {
+                ctx.lease_lost.store(true, Ordering::SeqCst);
+                tracing::error!(instance = %ctx.instance, error_code = "instance.lease_lost", "this instance's lease ran out (the store was out of reach): other instances may have taken over its work; stopping, to start again as a new instance");
+                ctx.shutdown.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::error!(instance = %ctx.instance, error_code = "instance.heartbeat", "heartbeat: {e}");
+                if last_ok.elapsed() >= Duration::from_millis(ctx.lease_ms as u64) {
+                    ctx.lease_lost.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+/// Whether this instance may take work: false once its lease may have run out.
+fn may_claim(ctx: &Ctx) -> bool {
+    !ctx.lease_lost.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Starts the watchers and pollers of the current config.
@@ -420,6 +505,14 @@ pub async fn stop(ctx: &Arc<Ctx>) {
         );
     }
     let _ = std::fs::remove_file(ctx.cfg().control_socket());
+    if !ctx.lease_lost.load(std::sync::atomic::Ordering::SeqCst)
+        && let Err(e) = ctx.store.instance_stopped(&ctx.instance, Utc::now()).await
+    {
+        tracing::warn!(
+            "could not record the stop of instance {}: {e}",
+            ctx.instance
+        );
+    }
     ctx.store.close().await;
 }
 
@@ -709,6 +802,9 @@ async fn watch_channel(ctx: Arc<Ctx>, channel: String, token: CancellationToken)
                 if last_sweep.elapsed() >= Duration::from_secs(60) {
                     last_sweep = Instant::now();
                     for path in pickup::leftovers(&f) {
+                        if !may_claim(&ctx) || held_elsewhere(&ctx, &path).await {
+                            continue;
+                        }
                         spawn_claimed(&ctx, channel.clone(), path);
                     }
                 }
@@ -803,6 +899,19 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
                 return;
             }
         };
+        // The step is claimed in the store (another instance may be on it) for a lease the
+        // heartbeat renews while it runs.
+        let claimed = may_claim(&ctx2)
+            && matches!(
+                ctx2.store
+                    .claim_batch(row.id, row.state, &ctx2.instance, ctx2.lease_ms)
+                    .await,
+                Ok(true)
+            );
+        if !claimed {
+            ctx2.done(&key);
+            return;
+        }
         let result = match row.state {
             BatchState::Approved => stages::seal(&ctx2, &row).await,
             BatchState::Sealed | BatchState::Uploading => stages::upload(&ctx2, &row).await,
@@ -827,6 +936,9 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
         };
         if let Some(e) = failed {
             step_failed(&ctx2, &row, &e).await;
+        }
+        if let Err(e) = ctx2.store.release_batch(row.id, &ctx2.instance).await {
+            tracing::warn!(batch = row.id, "the claim stays until its lease runs out: {e}");
         }
         ctx2.done(&key);
     });
@@ -908,6 +1020,28 @@ async fn poll_bank(ctx: Arc<Ctx>, bank: String, token: CancellationToken) {
             return;
         };
         let every = Duration::from_secs(b.poll_secs);
+        // One poller per bank across the instances that share the store: a lease in the store,
+        // renewed by the heartbeat. Another instance's poller is left alone, and taken over
+        // once its lease runs out.
+        let mine = may_claim(&ctx)
+            && match ctx
+                .store
+                .take_poller(&bank, &ctx.instance, ctx.lease_ms)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(bank, error_code = "store.query", "poller lease: {e}");
+                    false
+                }
+            };
+        if !mine {
+            let retry = every.min(Duration::from_millis((ctx.lease_ms / 2).max(500) as u64));
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(retry) => continue,
+            }
+        }
         let result = crate::delivery::fetch(&cfg, &ctx.store, &bank).await;
         let wait = match &result {
             Ok(files) => {
@@ -993,6 +1127,12 @@ pub struct Status {
     /// Alerts nobody acknowledged yet, newest first.
     #[serde(default)]
     pub alerts: Vec<crate::store::StoredAlert>,
+    /// This instance's id.
+    #[serde(default)]
+    pub instance: String,
+    /// Every instance on the store (live ones, and those of the last day).
+    #[serde(default)]
+    pub instances: Vec<crate::store::InstanceRow>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -1176,6 +1316,8 @@ pub async fn status(ctx: &Arc<Ctx>) -> Result<Status, StoreError> {
         uptime_secs: ctx.started.elapsed().as_secs(),
         config: ctx.config_path.display().to_string(),
         alerts: ctx.store.open_alerts().await?,
+        instance: ctx.instance.clone(),
+        instances: ctx.store.instances(1).await?,
         channels,
         batches,
         pending_approvals: pending,

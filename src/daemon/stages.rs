@@ -8,7 +8,7 @@
 use super::Ctx;
 use super::pickup::{create_private_dir, outbox};
 use crate::config::{Config, Encryption};
-use crate::model::{BatchState, Event};
+use crate::model::BatchState;
 use crate::render::{self, BatchHeader};
 use crate::store::BatchRow;
 use crate::transport::{self, PutOutcome};
@@ -136,12 +136,25 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
     // Both kept for the audit, encrypted to the archive key, before the seal is recorded: a
     // crash before `sealed` seals (and archives) again under the same names.
     keep("sealed", remote.clone(), sealed.clone()).await?;
+    // Several instances share the store: the sealed file goes into it with the seal, so that
+    // whichever instance sends the batch sends exactly these bytes.
+    let bytes = if ctx.store.shares_sealed_files() {
+        let p = sealed.clone();
+        Some(
+            blocking(move || std::fs::read(&p))
+                .await
+                .map_err(|e| StepError::Io(sealed.clone(), e))?,
+        )
+    } else {
+        None
+    };
     ctx.store
         .mark_sealed(
             row.id,
             &sealed.display().to_string(),
             &sha,
             &remote,
+            bytes.as_deref(),
             Utc::now(),
         )
         .await?;
@@ -152,6 +165,44 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
     }
     tracing::info!(batch = row.id, channel = %row.channel, stage = "sealed", remote_name = %remote, "batch {} sealed ({})", row.id, sealed.display());
     Ok(())
+}
+
+/// Puts the sealed file of `batch` kept in the store at `local` (written beside, synced,
+/// renamed), unless a file with the recorded SHA-256 is already there.
+async fn fetch_sealed(
+    ctx: &Arc<Ctx>,
+    batch: i64,
+    local: &Path,
+    sha: &str,
+) -> Result<(), StepError> {
+    let p = local.to_path_buf();
+    if let Ok((found, _)) = blocking(move || crate::delivery::sha256_file(&p)).await
+        && found == sha
+    {
+        return Ok(());
+    }
+    let bytes = ctx.store.sealed_bytes(batch).await?.ok_or_else(|| {
+        StepError::Setup(format!(
+            "batch {batch}: its sealed file is neither in this instance's outbox nor in the store (sealed before the store was shared); send it from the instance that sealed it"
+        ))
+    })?;
+    let got = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    if got != sha {
+        return Err(StepError::Setup(format!(
+            "batch {batch}: the sealed file kept in the store is not the one recorded (SHA-256 {got}, recorded {sha}); it is not sent"
+        )));
+    }
+    let p = local.to_path_buf();
+    blocking(move || {
+        let dir = p.parent().unwrap_or(Path::new("."));
+        crate::durable::create_private_dir(dir)?;
+        crate::durable::write_bytes(&p, &bytes)
+    })
+    .await
+    .map_err(|e| StepError::Io(local.to_path_buf(), e))
 }
 
 fn remote_name_of(cfg: &Config, row: &BatchRow, msg_id: &str, created: DateTime<Utc>) -> String {
@@ -242,18 +293,24 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
             row.id
         )));
     };
-    if row.state == BatchState::Sealed {
-        ctx.store
-            .transition(
-                row.id,
-                BatchState::Sealed,
-                &Event::UploadStarted,
-                "paygate",
-                Utc::now(),
-            )
-            .await?;
+    // With a shared store the batch may have been sealed by another instance: its bytes come
+    // from the store into this instance's outbox (checked against the recorded SHA-256).
+    let local;
+    let path = if ctx.store.shares_sealed_files() {
+        local = outbox(&cfg, row.msg_id.as_deref().unwrap_or("batch"))
+            .join(transport::safe_local_name(name));
+        fetch_sealed(ctx, row.id, &local, sha).await?;
+        local.display().to_string()
     } else {
-        tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate stopped: sending the same sealed file as {name} again", row.id);
+        path.clone()
+    };
+    let path = &path;
+    // Recorded before a byte is sent, fenced by this instance's claim on the batch.
+    ctx.store
+        .start_upload(row.id, row.state, Some(&ctx.instance), Utc::now())
+        .await?;
+    if row.state == BatchState::Uploading {
+        tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate (or another instance) stopped: sending the same sealed file as {name} again", row.id);
     }
     super::crash_point("upload-started");
     // After a failed attempt the archive is checked before reconnecting: a sealed file that

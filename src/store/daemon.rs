@@ -273,15 +273,30 @@ impl Store {
     /// Moves an approved batch to `sealed`, recording the sealed file (archived, synced) and
     /// the remote name it will have: from here on every send uses exactly these bytes and this
     /// name.
+    ///
+    /// `bytes`: the sealed file itself, kept in the store (`sealed_files`) in the same
+    /// transaction when several instances share it, so that any of them sends exactly these.
+    #[allow(clippy::too_many_arguments)]
     pub async fn mark_sealed(
         &self,
         batch: i64,
         sealed_path: &str,
         sealed_sha256: &str,
         remote_name: &str,
+        bytes: Option<&[u8]>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        if let Some(bytes) = bytes {
+            sqlx::query(
+                "INSERT INTO sealed_files (batch_id, bytes) VALUES ($1, $2)
+                 ON CONFLICT (batch_id) DO UPDATE SET bytes = excluded.bytes",
+            )
+            .bind(batch)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
         let next = BatchState::Approved.on(&Event::Sealed)?;
         move_batch(
             &mut tx,
@@ -313,6 +328,80 @@ impl Store {
         .await?;
         self.commit(tx).await?;
         Ok(())
+    }
+
+    /// Records that this instance starts (or resumes) sending a batch's sealed file: `sealed`
+    /// → `uploading`, or an audited resume of a batch already `uploading`. With `me`, the
+    /// instance's claim on the batch is checked in the same transaction (fencing): an instance
+    /// whose lease ran out — cut off from the database, say — records nothing and must not
+    /// send, since another may already be sending.
+    pub async fn start_upload(
+        &self,
+        batch: i64,
+        from: BatchState,
+        me: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some(me) = me {
+            let now = self.backend.now_ms();
+            let held = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT 1 FROM batches WHERE id = $1 AND claimed_by = $2 AND lease_until > {now}"
+            )))
+            .bind(batch)
+            .bind(me)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+            if !held {
+                return Err(StoreError::LeaseLost { batch });
+            }
+        }
+        let who = me.unwrap_or("-");
+        if from == BatchState::Sealed {
+            let next = BatchState::Sealed.on(&Event::UploadStarted)?;
+            move_batch(
+                &mut tx,
+                batch,
+                BatchState::Sealed,
+                next,
+                "upload_started",
+                None,
+                at,
+            )
+            .await?;
+            append_audit(
+                &mut tx,
+                at,
+                "paygate",
+                "batch.upload_started",
+                Some(batch),
+                &format!("sealed -> uploading; instance={who}"),
+            )
+            .await?;
+        } else {
+            let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
+                .bind(batch)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+            if state != BatchState::Uploading.as_str() {
+                return Err(StoreError::Conflict {
+                    batch,
+                    expected: BatchState::Uploading,
+                });
+            }
+            append_audit(
+                &mut tx,
+                at,
+                "paygate",
+                "batch.upload_resumed",
+                Some(batch),
+                &format!("uploading; the same sealed file sent again; instance={who}"),
+            )
+            .await?;
+        }
+        self.commit(tx).await
     }
 
     /// Marks the batch's file delivered: `uploading` → `sent`, its payments `sent`, and the

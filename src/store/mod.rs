@@ -26,6 +26,10 @@ pub enum StoreError {
     #[error("database {0}: {1}")]
     Password(String, String),
     #[error(
+        "batch {batch}: this instance no longer holds its claim (its lease ran out); another instance continues it, and nothing was changed"
+    )]
+    LeaseLost { batch: i64 },
+    #[error(
         "the target database is not empty ({0} holds {1} rows): paygate copies a store only into an empty database"
     )]
     TargetNotEmpty(String, i64),
@@ -1661,6 +1665,7 @@ mod access;
 mod alerts;
 mod at_rest;
 mod daemon;
+mod instances;
 mod metrics;
 mod migrate;
 pub mod scratch;
@@ -1668,6 +1673,7 @@ pub use access::{AccessError, IntakeQuery, Pending, RoleRow, UserRow};
 pub use alerts::{DueDelivery, NewAlert, StoredAlert};
 pub use at_rest::{ArchivedFile, Reencrypted};
 pub use daemon::{Approved, Claim, StoredApproval};
+pub use instances::InstanceRow;
 pub use metrics::MetricsSnapshot;
 pub use migrate::Copied;
 

@@ -775,9 +775,20 @@ async fn the_daemons_queries_answer_the_same(on: On) {
         .await
         .unwrap();
     store
-        .mark_sealed(id, "/a/s.pgp", SHA, "ACME_MSG-D.xml.pgp", at(4))
+        .mark_sealed(
+            id,
+            "/a/s.pgp",
+            SHA,
+            "ACME_MSG-D.xml.pgp",
+            Some(b"sealed bytes"),
+            at(4),
+        )
         .await
         .unwrap();
+    assert_eq!(
+        store.sealed_bytes(id).await.unwrap().as_deref(),
+        Some(&b"sealed bytes"[..])
+    );
     store
         .transition(
             id,

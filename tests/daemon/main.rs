@@ -7,6 +7,7 @@ mod access;
 #[allow(dead_code)]
 #[path = "../delivery/harness.rs"]
 mod harness;
+mod instances;
 mod protect;
 mod world;
 

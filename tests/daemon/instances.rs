@@ -1,0 +1,354 @@
+//! Several instances on one PostgreSQL store: separate processes with separate data folders,
+//! sharing the channel folders, the bank's folders and the database, killed with SIGKILL at
+//! random moments and started again.
+
+use crate::harness;
+use crate::world::{Db, Wire, World, sample};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One more `paygate run` beside the world's own: the world's config with its own data folder
+/// (and so its own control socket, spool, outbox and audit anchor).
+struct Peer {
+    config: PathBuf,
+    log: PathBuf,
+    socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Peer {
+    fn new(w: &World, name: &str) -> Peer {
+        let text = std::fs::read_to_string(&w.config).unwrap().replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"data-{name}\""),
+        );
+        let config = w.dir.join(format!("paygate-{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        // The data key is the store's: every instance holds the same key file, as an admin
+        // installs it on every host.
+        let keys = w.dir.join(format!("data-{name}/keys"));
+        paygate::durable::create_private_dir(&keys).unwrap();
+        std::fs::copy(w.dir.join("data/keys/data.key"), keys.join("data.key")).unwrap();
+        Peer {
+            config,
+            log: w.dir.join(format!("daemon-{name}.log")),
+            socket: w.dir.join(format!("data-{name}/paygate.sock")),
+            child: None,
+        }
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        use std::os::unix::process::CommandExt;
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_paygate"))
+                .arg("--config")
+                .arg(&self.config)
+                .arg("run")
+                .env("RUST_BACKTRACE", "0")
+                .env("PAYGATE_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .expect("start paygate run"),
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a process this test started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A batch waiting for approval is approved by nobody (not its submitter), through whichever
+/// instance answers on its socket.
+fn approve_all(w: &World, configs: &[&Path]) {
+    for b in w.batches() {
+        if b.state != "awaiting_approval" {
+            continue;
+        }
+        for config in configs {
+            let mut c = Command::new(harness::require("setpriv", "util-linux"));
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_paygate"))
+                .arg("--config")
+                .arg(config)
+                .args(["approve", &b.id.to_string()]);
+            if harness::output_within(c, 60, None).status.success() {
+                break;
+            }
+        }
+    }
+}
+
+/// Lets nobody (the approver) reach an instance's socket.
+fn open_socket(dir: &Path, socket: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666));
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+}
+
+/// Two instances over 60 files (every fifth waiting for an approval), each killed with SIGKILL
+/// at random moments — sometimes both at once — and started again. At the end every batch is
+/// final; each MsgId reached the bank with one content however often it was resent (a step an
+/// instance died in is continued by the other once its lease runs out); no file was processed
+/// twice and no payment counted twice; every return was applied once; the one audit chain
+/// verifies from either instance; `paygate status` lists both instances.
+#[test]
+fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
+    const FILES: usize = 60;
+    let Some(mut w) = World::on(
+        "instances",
+        Wire::Folder,
+        "reject_per_mille = 100",
+        Db::Postgres,
+    ) else {
+        return;
+    };
+    // Short leases: a dead instance's work is taken over within seconds.
+    let text = std::fs::read_to_string(&w.config)
+        .unwrap()
+        .replace("[store]\n", "[store]\nlease_secs = 3\n");
+    std::fs::write(&w.config, &text).unwrap();
+    w.start_sim();
+    // The first start creates the data key; the peer is given the same key file.
+    w.start_daemon();
+    w.kill_daemon();
+    let mut b = Peer::new(&w, "b");
+    let sample_text = std::fs::read_to_string(sample("supplier.csv")).unwrap();
+    let lines: Vec<&str> = sample_text.lines().collect();
+    let make = |i: usize| -> (String, usize) {
+        let mut out = format!("{}\n", lines[0]);
+        let rows = 3 + i % 4;
+        for (r, l) in lines[1..=rows].iter().enumerate() {
+            let mut cols: Vec<String> = l.split(';').map(str::to_string).collect();
+            cols[7] = format!("M{i:03}-{r}");
+            if i.is_multiple_of(5) && r == 0 {
+                cols[4] = "1500000.00".into();
+                cols[5] = "EUR".into();
+            }
+            out.push_str(&cols.join(";"));
+            out.push('\n');
+        }
+        (out, rows)
+    };
+    let (mut dropped, mut rows_total, mut kills) = (0usize, 0usize, 0u32);
+    let started = Instant::now();
+    // Takeover, deterministically first: A dies holding the claim of a batch whose upload it
+    // recorded; B takes the batch over once A's lease has run out and sends the same file.
+    let (text, rows) = make(1);
+    w.drop_file("supplier", "m-001.csv", text.as_bytes());
+    (dropped, rows_total) = (dropped + 1, rows_total + rows);
+    w.spawn_daemon_env(&[
+        ("PAYGATE_CRASH_POINTS", "upload-started"),
+        ("PAYGATE_CRASH_PERCENT", "100"),
+    ]);
+    assert!(
+        w.wait_for_crash(60),
+        "A never reached upload-started:\n{}",
+        w.log()
+    );
+    kills += 1;
+    let died = Instant::now();
+    b.spawn();
+    let first = w.wait_batches("B to finish the batch A died sending", 60, |bs| {
+        bs.len() == 1 && bs[0].is_final()
+    });
+    assert!(
+        died.elapsed() >= Duration::from_secs(2),
+        "B took the batch before A's lease (3 s) ran out"
+    );
+    let (code, audit) = w.paygate(&["audit", "--batch", &first[0].id.to_string()]);
+    assert_eq!(code, 0, "{audit}");
+    let instance_of = |action: &str| -> String {
+        let line = audit
+            .lines()
+            .find(|l| l.contains(action))
+            .unwrap_or_else(|| panic!("no {action} in:\n{audit}"));
+        line.split("instance=")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let (a_id, b_id) = (
+        instance_of("batch.upload_started"),
+        instance_of("batch.upload_resumed"),
+    );
+    assert!(
+        a_id.starts_with('i') && b_id.starts_with('i') && a_id != b_id,
+        "{audit}"
+    );
+    b.kill();
+    kills += 1;
+    // Then both, killed at random moments.
+    let mut rng = super::Lcg(20261204);
+    w.spawn_daemon();
+    b.spawn();
+    while dropped < FILES || kills < 40 {
+        for _ in 0..rng.next(4) {
+            if dropped < FILES {
+                let (text, rows) = make(dropped + 1);
+                w.drop_file(
+                    "supplier",
+                    &format!("m-{:03}.csv", dropped + 1),
+                    text.as_bytes(),
+                );
+                dropped += 1;
+                rows_total += rows;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200 + rng.next(1500)));
+        match rng.next(5) {
+            0 => {
+                w.kill_daemon();
+                b.kill();
+                kills += 2;
+            }
+            1 | 2 => {
+                w.kill_daemon();
+                kills += 1;
+            }
+            _ => {
+                b.kill();
+                kills += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.next(800)));
+        if !w.daemon_running() {
+            w.spawn_daemon();
+        }
+        if !b.running() {
+            b.spawn();
+        }
+    }
+    // Calm: both run, approvals come in.
+    w.kill_daemon();
+    b.kill();
+    w.start_daemon();
+    b.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&b.socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "peer b did not start:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    open_socket(&w.dir.join("data"), &w.socket());
+    open_socket(&w.dir.join("data-b"), &b.socket);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let batches = loop {
+        approve_all(&w, &[&w.config, &b.config]);
+        let bs = w.batches();
+        if bs.len() == dropped && bs.iter().all(|x| x.is_final()) {
+            break bs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every batch is final: {bs:#?}\nA:\n{}\nB:\n{}",
+            w.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // No file lost or processed twice.
+    for sub in ["inbound", "processing"] {
+        let left: Vec<_> = std::fs::read_dir(w.folder("supplier", sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| !n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "left in {sub}/: {left:?}");
+    }
+    let archived = std::fs::read_dir(w.folder("supplier", "archive"))
+        .unwrap()
+        .count();
+    assert_eq!(archived, dropped, "every accepted file archived once");
+    // No payment counted twice.
+    let payments: i64 = batches.iter().map(|b| b.payments).sum();
+    assert_eq!(payments as usize, rows_total);
+    for x in &batches {
+        assert_eq!(x.by_state.iter().map(|(_, n)| n).sum::<i64>(), x.payments);
+    }
+    // Each MsgId reached the bank with one content, whichever instance sent it.
+    let received = paygate::banksim::received(&w.sim_state);
+    let mut by_msg: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in &received {
+        assert!(!r.verdict.starts_with("refused"), "refused: {r:?}");
+        by_msg
+            .entry(r.msg_id.clone())
+            .or_default()
+            .push(r.plain_sha256.clone());
+    }
+    for (m, shas) in &by_msg {
+        assert!(
+            shas.iter().all(|s| s == &shas[0]),
+            "MsgId {m} arrived with different contents: {shas:?}"
+        );
+    }
+    let msg_ids: std::collections::BTreeSet<&str> =
+        batches.iter().map(|b| b.msg_id.as_str()).collect();
+    let got: std::collections::BTreeSet<&str> = by_msg.keys().map(String::as_str).collect();
+    assert_eq!(msg_ids, got, "the bank got exactly the batches' MsgIds");
+    // One result report (CSV and XLSX) per batch: no return applied twice.
+    let results = std::fs::read_dir(w.folder("supplier", "results"))
+        .unwrap()
+        .count();
+    assert_eq!(results, dropped * 2, "a CSV and an XLSX per batch");
+    // The one chain verifies from either instance (each with its own anchor).
+    for config in [&w.config, &b.config] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paygate"));
+        c.arg("--config").arg(config).args(["audit", "verify"]);
+        let out = harness::output_within(c, 60, None);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, status) = w.paygate(&["status"]);
+    assert_eq!(code, 0, "{status}");
+    let alive = status.lines().filter(|l| l.contains(" alive ")).count();
+    assert_eq!(alive, 2, "{status}");
+    assert!(
+        status.contains("DEAD") || status.contains("stopped"),
+        "{status}"
+    );
+    eprintln!(
+        "two instances: {dropped} files, {kills} kills, {} uploads for {} batches, {:?}",
+        received.len(),
+        batches.len(),
+        started.elapsed()
+    );
+}
