@@ -98,6 +98,46 @@ fn migrate_to(config_path: &Path, url: &str, password_file: Option<&Path>) -> Ex
         for (table, n) in &copied.rows {
             println!("  {table:<18} {n:>9} rows");
         }
+        // Batches sealed but not yet sent: their sealed files go into the store too, so that
+        // any instance on it sends exactly those bytes.
+        let unsent = match source
+            .batches_in(&[
+                crate::model::BatchState::Sealed,
+                crate::model::BatchState::Uploading,
+            ])
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return fail(&e),
+        };
+        for b in unsent {
+            let (Some(path), Some(sha)) = (&b.sealed_path, &b.sealed_sha256) else {
+                continue;
+            };
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return fail(&format!(
+                        "batch {} is sealed but not sent, and its sealed file {path} cannot be read ({e}); restore it and run again into an empty database",
+                        b.id
+                    ));
+                }
+            };
+            let got = {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(&bytes))
+            };
+            if &got != sha {
+                return fail(&format!(
+                    "batch {}: the sealed file {path} is not the one recorded (SHA-256 {got}, recorded {sha})",
+                    b.id
+                ));
+            }
+            if let Err(e) = target.put_sealed_bytes(b.id, &bytes).await {
+                return fail(&e);
+            }
+            println!("  batch {}: sealed file {path} kept in the store", b.id);
+        }
         let details = format!(
             "copied from {} into {}; audit entries {} verified, head {}",
             redact_url(&source_url),

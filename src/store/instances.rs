@@ -59,6 +59,12 @@ impl Store {
         .bind(lease_ms)
         .execute(&self.pool)
         .await?;
+        // Instances gone for a month are forgotten (their audit entries stay).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM instances WHERE lease_until < {now} - 30 * 86400000"
+        )))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
