@@ -9,6 +9,10 @@
 //! 3. ten channels idle for IDLE_SECS seconds (default 600): the daemon's CPU use (user +
 //!    system time over wall time, from /proc) and resident memory at the end.
 //!
+//! `PAYGATE_BENCH_STORE=postgres cargo bench --bench daemon -- instances [FILES]` instead drops
+//! FILES (default 1,000) 50-row files at once and times them to the bank's inbox through one
+//! instance, then through two.
+//!
 //! With `PAYGATE_BENCH_STORE=postgres` the store of each run is a throw-away database on the
 //! PostgreSQL of `PAYGATE_TEST_POSTGRES` (default 127.0.0.1:5432) instead of the SQLite file.
 //!
@@ -106,7 +110,12 @@ struct Daemon(Child);
 
 impl Daemon {
     fn start(config: &Path, dir: &Path) -> Daemon {
-        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        Daemon::start_in(config, dir, "data")
+    }
+
+    /// A daemon whose config names `data_dir = DATA` (a second instance beside the first).
+    fn start_in(config: &Path, dir: &Path, data: &str) -> Daemon {
+        let log = std::fs::File::create(dir.join(format!("daemon-{data}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
             .arg("--config")
             .arg(config)
@@ -117,7 +126,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("paygate run");
-        let sock = dir.join("data/paygate.sock");
+        let sock = dir.join(data).join("paygate.sock");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(Instant::now() < deadline, "the daemon did not start");
@@ -249,6 +258,71 @@ fn drop_and_wait(src: &Path, dir: &Path, channel: &str, name: &str, before: usiz
     }
 }
 
+/// 4. (PostgreSQL) `files` 50-row files dropped at once, through one instance and then
+/// through two (separate processes and data folders, one database, the same channel folder).
+fn instances(base: &Path, files: usize) {
+    let csv = base.join("payroll-50.csv");
+    write_csv(&csv, 50);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for n in [1usize, 2] {
+        let dir = base.join(format!("instances-{n}"));
+        let store = Store::new();
+        let cfg = fresh(&dir, 1, &store);
+        let staged = dir.join("staged");
+        std::fs::create_dir_all(&staged).unwrap();
+        for i in 0..files {
+            std::fs::write(
+                staged.join(format!("f{i:04}.csv")),
+                text.replace("Salary 2026-11", &format!("Salary 2026-11 run {i}")),
+            )
+            .unwrap();
+        }
+        let mut daemons = vec![Daemon::start(&cfg, &dir)];
+        if n == 2 {
+            let text = std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("data_dir = \"data\"", "data_dir = \"data-b\"");
+            let cfg_b = dir.join("paygate-b.toml");
+            std::fs::write(&cfg_b, text).unwrap();
+            // The same data key on every instance.
+            let keys = dir.join("data-b/keys");
+            paygate::durable::create_private_dir(&keys).unwrap();
+            std::fs::copy(dir.join("data/keys/data.key"), keys.join("data.key")).unwrap();
+            daemons.push(Daemon::start_in(&cfg_b, &dir, "data-b"));
+        }
+        let inbound = dir.join("channels/payroll0/inbound");
+        let bank_in = dir.join("bank/in");
+        let start = Instant::now();
+        for i in 0..files {
+            let name = format!("f{i:04}.csv");
+            std::fs::rename(staged.join(&name), inbound.join(&name)).unwrap();
+        }
+        let deadline = start + Duration::from_secs(1800);
+        loop {
+            let sent = std::fs::read_dir(&bank_in)
+                .unwrap()
+                .flatten()
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".part"))
+                .count();
+            if sent >= files {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sent} of {files} uploaded after 1800 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = start.elapsed();
+        drop(daemons);
+        println!(
+            "{files} files of 50 payments through {n} instance(s): drop -> all uploaded {:.1} s ({:.1} files/s)",
+            t.as_secs_f64(),
+            files as f64 / t.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
@@ -256,6 +330,16 @@ fn main() {
         .collect();
     let rows = args.first().copied().unwrap_or(1_000_000) as usize;
     let idle = args.get(1).copied().unwrap_or(600);
+    if std::env::args().any(|a| a == "instances") {
+        assert!(
+            on_postgres(),
+            "several instances share a PostgreSQL store: set PAYGATE_BENCH_STORE=postgres"
+        );
+        let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/daemon");
+        std::fs::create_dir_all(&base).unwrap();
+        instances(&base, args.first().copied().unwrap_or(1000) as usize);
+        return;
+    }
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/daemon");
     std::fs::create_dir_all(&base).unwrap();
     let backend = if on_postgres() {

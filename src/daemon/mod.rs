@@ -461,6 +461,11 @@ async fn heartbeat(ctx: Arc<Ctx>, token: CancellationToken) {
                 ctx.shutdown.cancel();
                 return;
             }
+            Err(e) if !ctx.store.is_shared() => {
+                // The embedded store's lock was held by a long write: nobody else can take
+                // this instance's work, so nothing is fenced.
+                tracing::debug!(instance = %ctx.instance, "heartbeat: {e}");
+            }
             Err(e) => {
                 tracing::error!(instance = %ctx.instance, error_code = "instance.heartbeat", "heartbeat: {e}");
                 if last_ok.elapsed() >= Duration::from_millis(ctx.lease_ms as u64) {

@@ -138,7 +138,7 @@ pub async fn seal(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
     keep("sealed", remote.clone(), sealed.clone()).await?;
     // Several instances share the store: the sealed file goes into it with the seal, so that
     // whichever instance sends the batch sends exactly these bytes.
-    let bytes = if ctx.store.shares_sealed_files() {
+    let bytes = if ctx.store.is_shared() {
         let p = sealed.clone();
         Some(
             blocking(move || std::fs::read(&p))
@@ -296,7 +296,7 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
     // With a shared store the batch may have been sealed by another instance: its bytes come
     // from the store into this instance's outbox (checked against the recorded SHA-256).
     let local;
-    let path = if ctx.store.shares_sealed_files() {
+    let path = if ctx.store.is_shared() {
         local = outbox(&cfg, row.msg_id.as_deref().unwrap_or("batch"))
             .join(transport::safe_local_name(name));
         fetch_sealed(ctx, row.id, &local, sha).await?;
@@ -305,9 +305,16 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         path.clone()
     };
     let path = &path;
-    // Recorded before a byte is sent, fenced by this instance's claim on the batch.
+    // Recorded before a byte is sent; on a shared store fenced by this instance's claim on
+    // the batch (an embedded store has no other instance to fence off).
     ctx.store
-        .start_upload(row.id, row.state, Some(&ctx.instance), Utc::now())
+        .start_upload(
+            row.id,
+            row.state,
+            &ctx.instance,
+            ctx.store.is_shared(),
+            Utc::now(),
+        )
         .await?;
     if row.state == BatchState::Uploading {
         tracing::warn!(batch = row.id, channel = %row.channel, stage = "uploading", "batch {} was being uploaded when paygate (or another instance) stopped: sending the same sealed file as {name} again", row.id);

@@ -331,19 +331,20 @@ impl Store {
     }
 
     /// Records that this instance starts (or resumes) sending a batch's sealed file: `sealed`
-    /// → `uploading`, or an audited resume of a batch already `uploading`. With `me`, the
-    /// instance's claim on the batch is checked in the same transaction (fencing): an instance
+    /// → `uploading`, or an audited resume of a batch already `uploading`, by instance `me`.
+    /// `fenced`: the instance's claim on the batch is checked in the same transaction: an instance
     /// whose lease ran out — cut off from the database, say — records nothing and must not
     /// send, since another may already be sending.
     pub async fn start_upload(
         &self,
         batch: i64,
         from: BatchState,
-        me: Option<&str>,
+        me: &str,
+        fenced: bool,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        if let Some(me) = me {
+        if fenced {
             let now = self.backend.now_ms();
             let held = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT 1 FROM batches WHERE id = $1 AND claimed_by = $2 AND lease_until > {now}"
@@ -357,7 +358,7 @@ impl Store {
                 return Err(StoreError::LeaseLost { batch });
             }
         }
-        let who = me.unwrap_or("-");
+        let who = me;
         if from == BatchState::Sealed {
             let next = BatchState::Sealed.on(&Event::UploadStarted)?;
             move_batch(
@@ -597,6 +598,9 @@ impl Store {
         msg_id: &str,
         payments: &[Payment],
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.bulk {
+            return super::copy_payments(pg, self.keys()?, batch, msg_id, payments).await;
+        }
         let mut tx = self.begin().await?;
         let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
             .bind(batch)

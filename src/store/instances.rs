@@ -61,7 +61,7 @@ impl Store {
         .await?;
         // Instances gone for a month are forgotten (their audit entries stay).
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM instances WHERE lease_until < {now} - 30 * 86400000"
+            "DELETE FROM instances WHERE lease_until < {now} - 2592000000"
         )))
         .execute(&self.pool)
         .await?;
@@ -69,14 +69,21 @@ impl Store {
     }
 
     /// The heartbeat: renews this instance's lease and every lease it holds, in one
-    /// transaction. False when the instance's row is gone or stopped, or its lease had already
-    /// run out (another instance may have taken its work): it must then stop working.
+    /// transaction. False when the instance's row is gone or stopped, or — on a shared store —
+    /// its lease had already run out (another instance may have taken its work): it must then
+    /// stop working. An embedded store's one instance renews a lapsed lease (a long write, a
+    /// million payments, may hold SQLite's lock past it; nobody else could have taken over).
     pub async fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<bool, StoreError> {
         let now = self.backend.now_ms();
+        let lapsed = if self.is_shared() {
+            format!(" AND lease_until > {now}")
+        } else {
+            String::new()
+        };
         let mut tx = self.pool.begin().await?;
         let alive = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE instances SET heartbeat_ms = {now}, lease_until = {now} + $2
-             WHERE id = $1 AND stopped_at IS NULL AND lease_until > {now}"
+             WHERE id = $1 AND stopped_at IS NULL{lapsed}"
         )))
         .bind(id)
         .bind(lease_ms)
@@ -270,8 +277,10 @@ impl Store {
         )
     }
 
-    /// Whether sealed files are kept in the store (several instances may share it).
-    pub fn shares_sealed_files(&self) -> bool {
+    /// Whether several instances may share this store (PostgreSQL): then sealed files are
+    /// kept in it and a lease that ran out stops the instance. An embedded store has one
+    /// instance (its data folder is locked), whose leases fence nobody.
+    pub fn is_shared(&self) -> bool {
         self.backend == Backend::Postgres
     }
 }

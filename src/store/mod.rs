@@ -69,6 +69,8 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: a small pool of its own for `COPY` (which the Any driver cannot speak).
+    bulk: Option<sqlx::PgPool>,
     /// A file outside the database that receives every audit head (`seq hash`), so that
     /// entries removed from the end of the chain, or a rewritten chain, are noticed.
     anchor: Option<std::path::PathBuf>,
@@ -266,8 +268,8 @@ impl Store {
             url: redact_url(url),
             source,
         };
-        let pool = match backend {
-            Backend::Sqlite => Store::sqlite_pool(url).await.map_err(open_err)?,
+        let (pool, bulk) = match backend {
+            Backend::Sqlite => (Store::sqlite_pool(url).await.map_err(open_err)?, None),
             Backend::Postgres => {
                 let mut full = url.to_string();
                 if let Some(pw) = password {
@@ -280,12 +282,19 @@ impl Store {
                     })?;
                     full = u.to_string();
                 }
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&full)
                     .await
-                    .map_err(open_err)?
+                    .map_err(open_err)?;
+                let bulk = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(&full)
+                    .await
+                    .map_err(open_err)?;
+                (pool, Some(bulk))
             }
         };
         let migrator = match backend {
@@ -296,6 +305,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            bulk,
             anchor: None,
             keys: None,
         })
@@ -459,6 +469,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(b) = &self.bulk {
+            b.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -1372,9 +1385,72 @@ fn batch_row(row: &sqlx::any::AnyRow) -> Result<BatchRow, StoreError> {
     })
 }
 
+/// A payment as its `payments` row is written: the payee sealed, the plaintext columns empty.
+struct PaymentRow {
+    row_no: i64,
+    end_to_end_id: String,
+    account_type: &'static str,
+    agent_type: Option<&'static str>,
+    agent: Option<String>,
+    bank_name: Option<String>,
+    amount_minor: i64,
+    currency: String,
+    execution_date: String,
+    enc_key: i64,
+    sealed: Vec<u8>,
+    account_hmac: Vec<u8>,
+}
+
+/// The columns `PaymentRow` fills, in its order (the payee's plaintext columns included, empty).
+const PAYMENT_INSERT_COLUMNS: &str = "batch_id, row_no, end_to_end_id, creditor_name, account_type, account, agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date, creditor_address, enc_key, sealed, account_hmac";
+
+/// Payments without an end-to-end id get the one rendering gives them.
+fn payment_row(keys: &crate::vault::DataKeys, batch: i64, msg_id: &str, p: &Payment) -> PaymentRow {
+    let (account_type, acct) = match &p.creditor_account {
+        Account::Iban(i) => ("iban", i.as_str().to_string()),
+        Account::Domestic(d) => ("domestic", d.as_str().to_string()),
+    };
+    let (agent_type, agent) = match &p.creditor_agent {
+        Some(BankId::Bic(b)) => (Some("bic"), Some(b.as_str().to_string())),
+        Some(BankId::Cnaps(c)) => (Some("cnaps"), Some(c.as_str().to_string())),
+        None => (None, None),
+    };
+    let address = p
+        .creditor_address
+        .as_ref()
+        .and_then(|a| serde_json::to_string(a).ok());
+    let (sealed, account_hmac) = seal_payee(
+        keys,
+        batch,
+        p.row as i64,
+        &Payee {
+            name: p.creditor_name.clone(),
+            account: acct,
+            remittance: p.remittance.clone(),
+            address,
+        },
+    );
+    PaymentRow {
+        row_no: p.row as i64,
+        end_to_end_id: p
+            .end_to_end_id
+            .clone()
+            .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row)),
+        account_type,
+        agent_type,
+        agent,
+        bank_name: p.creditor_bank_name.clone(),
+        amount_minor: p.amount.minor_units(),
+        currency: p.amount.currency().as_str().to_string(),
+        execution_date: p.execution_date.to_string(),
+        enc_key: keys.current(),
+        sealed,
+        account_hmac,
+    }
+}
+
 /// Inserts payments in statements of a few hundred rows each (one statement per row is an
-/// order of magnitude slower for a million-row batch). Payments without an end-to-end id get
-/// the one rendering gives them.
+/// order of magnitude slower for a million-row batch).
 async fn insert_payments(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     keys: &crate::vault::DataKeys,
@@ -1386,11 +1462,7 @@ async fn insert_payments(
     const COLUMNS: usize = 17;
     // `$N` parameters, which both dialects read (sqlx's query builder writes `?` for Any).
     let statement = |rows: usize| {
-        let mut sql = String::from(
-            "INSERT INTO payments (batch_id, row_no, end_to_end_id, creditor_name, account_type, account,
-                agent_type, agent, bank_name, amount_minor, currency, remittance, execution_date,
-                creditor_address, enc_key, sealed, account_hmac) VALUES ",
-        );
+        let mut sql = format!("INSERT INTO payments ({PAYMENT_INSERT_COLUMNS}) VALUES ");
         for r in 0..rows {
             sql.push_str(if r == 0 { "(" } else { ", (" });
             for c in 0..COLUMNS {
@@ -1412,56 +1484,102 @@ async fn insert_payments(
         };
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for p in chunk {
-            let (acct_type, acct) = match &p.creditor_account {
-                Account::Iban(i) => ("iban", i.as_str().to_string()),
-                Account::Domestic(d) => ("domestic", d.as_str().to_string()),
-            };
-            let (agent_type, agent) = match &p.creditor_agent {
-                Some(BankId::Bic(b)) => (Some("bic"), Some(b.as_str().to_string())),
-                Some(BankId::Cnaps(c)) => (Some("cnaps"), Some(c.as_str().to_string())),
-                None => (None, None),
-            };
-            let e2e = p
-                .end_to_end_id
-                .clone()
-                .unwrap_or_else(|| crate::render::generated_end_to_end_id(msg_id, p.row));
-            let address = p
-                .creditor_address
-                .as_ref()
-                .and_then(|a| serde_json::to_string(a).ok());
-            let (sealed, hmac) = seal_payee(
-                keys,
-                batch,
-                p.row as i64,
-                &Payee {
-                    name: p.creditor_name.clone(),
-                    account: acct,
-                    remittance: p.remittance.clone(),
-                    address,
-                },
-            );
-            // The plaintext columns stay empty: the payee is in `sealed`.
+            let r = payment_row(keys, batch, msg_id, p);
             q = q
                 .bind(batch)
-                .bind(p.row as i64)
-                .bind(e2e)
+                .bind(r.row_no)
+                .bind(r.end_to_end_id)
                 .bind("")
-                .bind(acct_type)
+                .bind(r.account_type)
                 .bind("")
-                .bind(agent_type)
-                .bind(agent)
-                .bind(p.creditor_bank_name.clone())
-                .bind(p.amount.minor_units())
-                .bind(p.amount.currency().as_str().to_string())
+                .bind(r.agent_type)
+                .bind(r.agent)
+                .bind(r.bank_name)
+                .bind(r.amount_minor)
+                .bind(r.currency)
                 .bind(None::<String>)
-                .bind(p.execution_date.to_string())
+                .bind(r.execution_date)
                 .bind(None::<String>)
-                .bind(keys.current())
-                .bind(sealed)
-                .bind(hmac);
+                .bind(r.enc_key)
+                .bind(r.sealed)
+                .bind(r.account_hmac);
         }
         q.execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// PostgreSQL: payments added to a `received` batch with `COPY … FROM STDIN` (text format),
+/// in one transaction that, like every write transaction, first takes the chain head's lock.
+async fn copy_payments(
+    pg: &sqlx::PgPool,
+    keys: &crate::vault::DataKeys,
+    batch: i64,
+    msg_id: &str,
+    payments: &[Payment],
+) -> Result<(), StoreError> {
+    use std::fmt::Write;
+    fn text(out: &mut String, v: &str) {
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+    }
+    fn opt(out: &mut String, v: Option<&str>) {
+        match v {
+            Some(v) => text(out, v),
+            None => out.push_str("\\N"),
+        }
+    }
+    let mut tx = pg.begin().await?;
+    sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
+        .bind(batch)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    if state != BatchState::Received.as_str() {
+        return Err(StoreError::Conflict {
+            batch,
+            expected: BatchState::Received,
+        });
+    }
+    let mut data = String::with_capacity(payments.len() * 400);
+    for p in payments {
+        let r = payment_row(keys, batch, msg_id, p);
+        let _ = write!(data, "{batch}\t{}\t", r.row_no);
+        text(&mut data, &r.end_to_end_id);
+        let _ = write!(data, "\t\t{}\t\t", r.account_type);
+        opt(&mut data, r.agent_type);
+        data.push('\t');
+        opt(&mut data, r.agent.as_deref());
+        data.push('\t');
+        opt(&mut data, r.bank_name.as_deref());
+        let _ = write!(data, "\t{}\t{}\t\\N\t", r.amount_minor, r.currency);
+        text(&mut data, &r.execution_date);
+        let _ = write!(
+            data,
+            "\t\\N\t{}\t\\\\x{}\t\\\\x{}\n",
+            r.enc_key,
+            hex::encode(&r.sealed),
+            hex::encode(&r.account_hmac)
+        );
+    }
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY payments ({PAYMENT_INSERT_COLUMNS}) FROM STDIN"
+        ))
+        .await?;
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await?;
+    tx.commit().await?;
     Ok(())
 }
 

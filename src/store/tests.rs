@@ -789,16 +789,72 @@ async fn the_daemons_queries_answer_the_same(on: On) {
         store.sealed_bytes(id).await.unwrap().as_deref(),
         Some(&b"sealed bytes"[..])
     );
+    // Several instances: a claim is exclusive while its lease runs, and the upload start is
+    // fenced by it.
+    let lease = 60_000;
+    for (i, h) in [("i-a", "host-a"), ("i-b", "host-b")] {
+        store
+            .register_instance(i, h, "test", lease, at(5))
+            .await
+            .unwrap();
+    }
+    let claim = |who: &'static str, state| {
+        let store = store.clone();
+        async move { store.claim_batch(id, state, who, lease).await.unwrap() }
+    };
+    assert!(claim("i-a", BatchState::Sealed).await);
+    assert!(!claim("i-b", BatchState::Sealed).await);
+    let fenced = store
+        .start_upload(id, BatchState::Sealed, "i-b", true, at(5))
+        .await;
+    assert!(
+        matches!(fenced, Err(StoreError::LeaseLost { .. })),
+        "{fenced:?}"
+    );
+    assert!(store.heartbeat("i-a", lease).await.unwrap());
+    assert!(store.take_poller("icbc", "i-a", lease).await.unwrap());
+    assert!(!store.take_poller("icbc", "i-b", lease).await.unwrap());
+    let listed = store.instances(1).await.unwrap();
+    let a = listed.iter().find(|i| i.id == "i-a").unwrap();
+    assert!(a.alive && a.batches == vec![id], "{a:?}");
+    assert_eq!(a.polls, vec!["icbc".to_string()]);
     store
-        .transition(
-            id,
-            BatchState::Sealed,
-            &Event::UploadStarted,
-            "paygate",
-            at(5),
-        )
+        .start_upload(id, BatchState::Sealed, "i-a", true, at(5))
         .await
         .unwrap();
+    // A renewal with a negative lease stands for the time passing: i-a's lease runs out, which
+    // frees the batch and the poller for another instance and fences i-a.
+    assert!(store.heartbeat("i-a", -1).await.unwrap());
+    assert!(!store.instance_alive("i-a").await.unwrap());
+    assert_eq!(
+        store.heartbeat("i-a", lease).await.unwrap(),
+        on == On::Sqlite
+    );
+    if on == On::Postgres {
+        let fenced = store
+            .start_upload(id, BatchState::Uploading, "i-a", true, at(5))
+            .await;
+        assert!(
+            matches!(fenced, Err(StoreError::LeaseLost { .. })),
+            "{fenced:?}"
+        );
+        assert!(store.take_poller("icbc", "i-b", lease).await.unwrap());
+        assert!(claim("i-b", BatchState::Uploading).await);
+        store
+            .start_upload(id, BatchState::Uploading, "i-b", true, at(5))
+            .await
+            .unwrap();
+        store.release_batch(id, "i-b").await.unwrap();
+    }
+    store.instance_stopped("i-a", at(5)).await.unwrap();
+    store.instance_stopped("i-b", at(5)).await.unwrap();
+    assert!(store.instances(1).await.unwrap().iter().all(|i| !i.alive));
+    let history = store.audit_records(Some(id), None, None).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|r| r.action == "batch.upload_started" && r.details.ends_with("instance=i-a"))
+    );
     store
         .mark_sent(id, "icbc", "uploaded", 1234, at(6))
         .await
