@@ -1564,9 +1564,9 @@ async fn copy_payments(
         opt(&mut data, r.bank_name.as_deref());
         let _ = write!(data, "\t{}\t{}\t\\N\t", r.amount_minor, r.currency);
         text(&mut data, &r.execution_date);
-        let _ = write!(
+        let _ = writeln!(
             data,
-            "\t\\N\t{}\t\\\\x{}\t\\\\x{}\n",
+            "\t\\N\t{}\t\\\\x{}\t\\\\x{}",
             r.enc_key,
             hex::encode(&r.sealed),
             hex::encode(&r.account_hmac)
