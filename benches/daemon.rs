@@ -258,7 +258,7 @@ fn drop_and_wait(src: &Path, dir: &Path, channel: &str, name: &str, before: usiz
     }
 }
 
-/// 4. (PostgreSQL) `files` 50-row files dropped at once, through one instance and then
+/// Part 4 (PostgreSQL): `files` 50-row files dropped at once, through one instance and then
 /// through two (separate processes and data folders, one database, the same channel folder).
 fn instances(base: &Path, files: usize) {
     let csv = base.join("payroll-50.csv");

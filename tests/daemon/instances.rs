@@ -115,15 +115,17 @@ fn open_socket(dir: &Path, socket: &Path) {
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
 }
 
-/// Two instances over 60 files (every fifth waiting for an approval), each killed with SIGKILL
-/// at random moments — sometimes both at once — and started again. At the end every batch is
-/// final; each MsgId reached the bank with one content however often it was resent (a step an
-/// instance died in is continued by the other once its lease runs out); no file was processed
-/// twice and no payment counted twice; every return was applied once; the one audit chain
-/// verifies from either instance; `paygate status` lists both instances.
+/// Three instances over 500 files (every fifth waiting for an approval), each killed with
+/// SIGKILL at random moments — sometimes all at once — and started again. First a takeover on
+/// purpose: A dies right after recording an upload's start, and B continues that batch once
+/// A's lease has run out. At the end every batch is final; each MsgId reached the bank with one
+/// content however often it was resent (a step an instance died in is continued by another once
+/// its lease runs out); no file was processed twice and no payment counted twice; every return
+/// was applied once; the one audit chain verifies from every instance; `paygate status` lists
+/// the live instances and the dead ones.
 #[test]
-fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
-    const FILES: usize = 60;
+fn three_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
+    const FILES: usize = 500;
     let Some(mut w) = World::on(
         "instances",
         Wire::Folder,
@@ -142,6 +144,7 @@ fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
     w.start_daemon();
     w.kill_daemon();
     let mut b = Peer::new(&w, "b");
+    let mut c = Peer::new(&w, "c");
     let sample_text = std::fs::read_to_string(sample("supplier.csv")).unwrap();
     let lines: Vec<&str> = sample_text.lines().collect();
     let make = |i: usize| -> (String, usize) {
@@ -208,12 +211,13 @@ fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
     );
     b.kill();
     kills += 1;
-    // Then both, killed at random moments.
+    // Then all three, killed at random moments.
     let mut rng = super::Lcg(20261204);
     w.spawn_daemon();
     b.spawn();
-    while dropped < FILES || kills < 40 {
-        for _ in 0..rng.next(4) {
+    c.spawn();
+    while dropped < FILES || kills < 60 {
+        for _ in 0..rng.next(12) {
             if dropped < FILES {
                 let (text, rows) = make(dropped + 1);
                 w.drop_file(
@@ -226,18 +230,23 @@ fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
             }
         }
         std::thread::sleep(Duration::from_millis(200 + rng.next(1500)));
-        match rng.next(5) {
+        match rng.next(7) {
             0 => {
                 w.kill_daemon();
                 b.kill();
-                kills += 2;
+                c.kill();
+                kills += 3;
             }
             1 | 2 => {
                 w.kill_daemon();
                 kills += 1;
             }
-            _ => {
+            3 | 4 => {
                 b.kill();
+                kills += 1;
+            }
+            _ => {
+                c.kill();
                 kills += 1;
             }
         }
@@ -245,40 +254,50 @@ fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
         if !w.daemon_running() {
             w.spawn_daemon();
         }
-        if !b.running() {
-            b.spawn();
+        for p in [&mut b, &mut c] {
+            if !p.running() {
+                p.spawn();
+            }
         }
     }
-    // Calm: both run, approvals come in.
+    // Calm: all run, approvals come in.
     w.kill_daemon();
     b.kill();
+    c.kill();
     w.start_daemon();
     b.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::os::unix::net::UnixStream::connect(&b.socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "peer b did not start:\n{}",
-            b.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    c.spawn();
+    for p in [&b, &c] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&p.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "a peer did not start:\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     open_socket(&w.dir.join("data"), &w.socket());
     open_socket(&w.dir.join("data-b"), &b.socket);
-    let deadline = Instant::now() + Duration::from_secs(240);
+    open_socket(&w.dir.join("data-c"), &c.socket);
+    let deadline = Instant::now() + Duration::from_secs(600);
     let batches = loop {
-        approve_all(&w, &[&w.config, &b.config]);
+        approve_all(&w, &[&w.config, &b.config, &c.config]);
         let bs = w.batches();
         if bs.len() == dropped && bs.iter().all(|x| x.is_final()) {
             break bs;
         }
         assert!(
             Instant::now() < deadline,
-            "not every batch is final: {bs:#?}\nA:\n{}\nB:\n{}",
+            "not every batch is final: {} of {dropped} batches, {} final\nA:\n{}\nB:\n{}\nC:\n{}",
+            bs.len(),
+            bs.iter().filter(|x| x.is_final()).count(),
             w.log(),
-            b.log()
+            b.log(),
+            c.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(500));
     };
     // No file lost or processed twice.
     for sub in ["inbound", "processing"] {
@@ -326,10 +345,10 @@ fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
         .count();
     assert_eq!(results, dropped * 2, "a CSV and an XLSX per batch");
     // The one chain verifies from either instance (each with its own anchor).
-    for config in [&w.config, &b.config] {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_paygate"));
-        c.arg("--config").arg(config).args(["audit", "verify"]);
-        let out = harness::output_within(c, 60, None);
+    for config in [&w.config, &b.config, &c.config] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paygate"));
+        cmd.arg("--config").arg(config).args(["audit", "verify"]);
+        let out = harness::output_within(cmd, 60, None);
         assert!(
             out.status.success(),
             "{}{}",
@@ -340,13 +359,13 @@ fn two_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
     let (code, status) = w.paygate(&["status"]);
     assert_eq!(code, 0, "{status}");
     let alive = status.lines().filter(|l| l.contains(" alive ")).count();
-    assert_eq!(alive, 2, "{status}");
+    assert_eq!(alive, 3, "{status}");
     assert!(
         status.contains("DEAD") || status.contains("stopped"),
         "{status}"
     );
     eprintln!(
-        "two instances: {dropped} files, {kills} kills, {} uploads for {} batches, {:?}",
+        "three instances: {dropped} files, {kills} kills, {} uploads for {} batches, {:?}",
         received.len(),
         batches.len(),
         started.elapsed()
