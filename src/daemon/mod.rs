@@ -927,7 +927,6 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
             match result {
                 Ok(()) => {
                     retry.remove(&row.id);
-                    ctx2.kick.notify_one();
                     None
                 }
                 Err(e) => {
@@ -939,6 +938,7 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
                 }
             }
         };
+        let ok = failed.is_none();
         if let Some(e) = failed {
             step_failed(&ctx2, &row, &e).await;
         }
@@ -946,6 +946,11 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
             tracing::warn!(batch = row.id, "the claim stays until its lease runs out: {e}");
         }
         ctx2.done(&key);
+        // The next step at once: the scheduler finds the batch free (claim released, key
+        // done) instead of busy until its next round.
+        if ok {
+            ctx2.kick.notify_one();
+        }
     });
 }
 
