@@ -84,6 +84,41 @@ pub struct ArchiveCfg {
     pub fingerprint: String,
 }
 
+/// The database behind a store. Every statement is written once, in the SQL both dialects
+/// share (`$N` parameters, `ON CONFLICT`, `RETURNING`, `IS NOT DISTINCT FROM`); the few
+/// places they differ ask `Backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file, one instance.
+    Sqlite,
+    /// One database for several instances.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a store URL names: `sqlite:` or `postgres://` (`postgresql://`).
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// A store URL with its password (if any) replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreCfg {
@@ -1191,23 +1226,9 @@ impl Config {
         let Some(path) = self.database_password_file() else {
             return Ok(None);
         };
-        let in_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
-            .is_some_and(|d| path.starts_with(d))
-            || path.starts_with("/run/credentials/");
-        if !in_credentials {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)
-                .map_err(|e| format!("store.password_file {}: {e}", path.display()))?
-                .permissions()
-                .mode()
-                & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "store.password_file {}: is accessible by others (mode {mode:04o}); run: chmod 600 {}",
-                    path.display(),
-                    path.display()
-                ));
-            }
+        if !crate::vault::is_credential(&path) {
+            crate::vault::check_private(&path, 0o600, "it holds the store's password")
+                .map_err(|e| format!("store.password_file {e}"))?;
         }
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("store.password_file {}: {e}", path.display()))?;
@@ -1278,15 +1299,15 @@ impl Config {
                     "the store is set in [store] url: remove paygate.database".into(),
                 );
             }
-            match crate::store::Backend::of_url(&st.url) {
+            match Backend::of_url(&st.url) {
                 None => p(
                     "store.url".into(),
                     format!(
                         "`{}` is not a store URL: sqlite:///PATH or postgres://USER@HOST/DB",
-                        crate::store::redact_url(&st.url)
+                        redact_url(&st.url)
                     ),
                 ),
-                Some(crate::store::Backend::Postgres)
+                Some(Backend::Postgres)
                     if url::Url::parse(&st.url).is_ok_and(|u| u.password().is_some()) =>
                 {
                     p(
@@ -1294,7 +1315,7 @@ impl Config {
                         "holds a password: put it in a file (mode 0600) or a systemd credential named by store.password_file".into(),
                     )
                 }
-                Some(crate::store::Backend::Sqlite) if st.password_file.is_some() => p(
+                Some(Backend::Sqlite) if st.password_file.is_some() => p(
                     "store.password_file".into(),
                     "a SQLite store has no password".into(),
                 ),

@@ -280,6 +280,13 @@ pub fn key_path(configured: Option<&Path>, data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("data.key")
 }
 
+/// A file systemd handed over as a credential (`LoadCredential=`): private to the service
+/// whatever its mode shows (newer systemd gives it to the service's user through an ACL).
+pub fn is_credential(path: &Path) -> bool {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    dir.is_some_and(|d| path.starts_with(d)) || path.starts_with("/run/credentials/")
+}
+
 /// Refuses `path` when its mode grants more than `max` (as ssh refuses an open private key),
 /// or when another user (not root) owns it. A missing path is not checked here.
 pub fn check_private(path: &Path, max: u32, why: &'static str) -> Result<(), VaultError> {

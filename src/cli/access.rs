@@ -266,10 +266,7 @@ fn ask_or_store(config_path: &Path, req: &Request) -> Result<Response, Exit> {
                 "paygate: the daemon is not running: reading the store at {} directly",
                 crate::store::redact_url(&cfg.database_url())
             );
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
+            let rt = super::current_thread_runtime();
             rt.block_on(async {
                 let store = crate::store::Store::open_configured(&cfg)
                     .await

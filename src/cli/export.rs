@@ -24,10 +24,7 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("paygate: {e}");
-        Exit::Usage
-    };
+    let fail = super::usage_error;
     let key = match (&args.key, &cfg.archive, &cfg.company.pgp) {
         (Some(k), _, _) => k.clone(),
         (None, None, Some(c)) => cfg.resolve(&c.secret_key),
@@ -52,10 +49,7 @@ pub fn run(args: Args, config_path: &Path) -> Exit {
     if let Err(e) = crate::durable::create_private_dir(&args.to) {
         return fail(&format!("{}: {e}", args.to.display()));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = super::current_thread_runtime();
     rt.block_on(async {
         let store = match crate::store::Store::open_configured(&cfg).await {
             Ok(s) => s,

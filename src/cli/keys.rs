@@ -114,14 +114,8 @@ fn rotate_data_key(config_path: &std::path::Path, chunk: usize) -> Exit {
         }
     };
     let me = crate::daemon::folders::current_user();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("paygate: {e}");
-        Exit::Usage
-    };
+    let rt = super::current_thread_runtime();
+    let fail = super::usage_error;
     rt.block_on(async {
         // Opening creates the key file when there is none yet.
         let store = match crate::store::Store::open_configured(&cfg).await {

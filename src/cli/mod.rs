@@ -183,6 +183,20 @@ fn init_tracing(default: &str, json: bool) {
     };
 }
 
+/// The runtime of a verb that talks to the store and nothing else.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Prints a verb's error and gives the exit code for it.
+fn usage_error(e: &dyn std::fmt::Display) -> Exit {
+    eprintln!("paygate: {e}");
+    Exit::Usage
+}
+
 /// Loads the config, printing its problems; `Err` carries the exit code to use.
 fn load_config(path: &Path) -> Result<Config, Exit> {
     Config::load(path).map_err(|e| {

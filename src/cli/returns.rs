@@ -53,10 +53,7 @@ pub enum BatchCommand {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    super::current_thread_runtime()
 }
 
 /// Approvals a batch waiting for them still needs.

@@ -30,10 +30,7 @@ fn migrate_to(config_path: &Path, url: &str, password_file: Option<&Path>) -> Ex
         Ok(c) => c,
         Err(e) => return e,
     };
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("paygate: {e}");
-        Exit::Usage
-    };
+    let fail = super::usage_error;
     if Backend::of_url(url) != Some(Backend::Postgres) {
         return fail(&format!(
             "`{}` is not a postgres:// URL",
@@ -66,10 +63,7 @@ fn migrate_to(config_path: &Path, url: &str, password_file: Option<&Path>) -> Ex
         }
     };
     let me = crate::daemon::folders::current_user();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = super::current_thread_runtime();
     rt.block_on(async {
         let source = match Store::open(&source_url).await {
             Ok(s) => s,

@@ -381,17 +381,7 @@ impl Store {
             )
             .await?;
         } else {
-            let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
-                .bind(batch)
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
-            if state != BatchState::Uploading.as_str() {
-                return Err(StoreError::Conflict {
-                    batch,
-                    expected: BatchState::Uploading,
-                });
-            }
+            super::expect_state(&mut tx, batch, BatchState::Uploading).await?;
             append_audit(
                 &mut tx,
                 at,
@@ -602,17 +592,7 @@ impl Store {
             return super::copy_payments(pg, self.keys()?, batch, msg_id, payments).await;
         }
         let mut tx = self.begin().await?;
-        let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
-            .bind(batch)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        if state != BatchState::Received.as_str() {
-            return Err(StoreError::Conflict {
-                batch,
-                expected: BatchState::Received,
-            });
-        }
+        super::expect_state(&mut tx, batch, BatchState::Received).await?;
         insert_payments(&mut tx, self.keys()?, batch, msg_id, payments).await?;
         tx.commit().await?;
         Ok(())

@@ -140,27 +140,24 @@ impl Store {
         .bind(days)
         .fetch_all(&self.pool)
         .await?;
+        // What an instance holds: the rows of `table` it has a current lease on.
+        let held = |column: &str, table: &str, id: &str| {
+            let (pool, id) = (self.pool.clone(), id.to_string());
+            let sql = format!(
+                "SELECT {column} FROM {table} WHERE claimed_by = $1 AND lease_until > {now} ORDER BY {column}"
+            );
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_all(&pool)
+                    .await
+            }
+        };
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = r.get(0);
-            let batches = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM batches WHERE claimed_by = $1 AND lease_until > {now} ORDER BY id"
-            )))
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-            let polls = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT bank FROM pollers WHERE claimed_by = $1 AND lease_until > {now} ORDER BY bank"
-            )))
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            let batches = held("id", "batches", &id).await?;
+            let polls = held("bank", "pollers", &id).await?;
             out.push(InstanceRow {
                 id,
                 host: r.get(1),
@@ -170,8 +167,8 @@ impl Store {
                 heartbeat_age_ms: r.get(5),
                 alive: r.get::<i64, _>(6) == 1,
                 stopped_at: r.get(7),
-                batches,
-                polls,
+                batches: batches.iter().map(|r| r.get(0)).collect(),
+                polls: polls.iter().map(|r| r.get(0)).collect(),
             });
         }
         Ok(out)

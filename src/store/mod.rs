@@ -179,29 +179,11 @@ fn audit_hash(
     hex::encode(h.finalize())
 }
 
-/// The database behind a store. Every statement is written once, in the SQL both dialects
-/// share (`$N` parameters, `ON CONFLICT`, `RETURNING`, `IS NOT DISTINCT FROM`); the few
-/// places they differ ask `Backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded default: one file, one instance.
-    Sqlite,
-    /// One database for several instances.
-    Postgres,
-}
+// `Backend` (which database a store URL names) and `redact_url` are the config's: it
+// checks `store.url` with them. The dialect's differences are here.
+pub use crate::config::{Backend, redact_url};
 
 impl Backend {
-    /// The backend a store URL names: `sqlite:` or `postgres://` (`postgresql://`).
-    pub fn of_url(url: &str) -> Option<Backend> {
-        if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else {
-            None
-        }
-    }
-
     fn of(conn: &AnyConnection) -> Backend {
         if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
             Backend::Postgres
@@ -234,17 +216,6 @@ impl Backend {
                 "CAST(EXTRACT(EPOCH FROM (CAST({b} AS TIMESTAMPTZ) - CAST({a} AS TIMESTAMPTZ))) AS DOUBLE PRECISION)"
             ),
         }
-    }
-}
-
-/// A store URL with its password (if any) replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -1694,6 +1665,23 @@ pub(super) fn seal_payee(
         keys.seal(&payee_context(batch, row_no), &p.encode()),
         keys.lookup(&p.account),
     )
+}
+
+/// Fails with `Conflict`, inside the caller's transaction, unless the batch is in `expected`.
+async fn expect_state(
+    conn: &mut AnyConnection,
+    batch: i64,
+    expected: BatchState,
+) -> Result<(), StoreError> {
+    let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
+        .bind(batch)
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
+    if state != expected.as_str() {
+        return Err(StoreError::Conflict { batch, expected });
+    }
+    Ok(())
 }
 
 /// Moves a batch from `from` to `to` with its history row, inside the caller's transaction:

@@ -117,7 +117,7 @@ impl SftpLink {
         {
             // A systemd credential is private to the service whatever its mode shows (newer
             // systemd gives it to the service's user through an ACL, mode 0440).
-            if !is_credential(pw_file) {
+            if !crate::vault::is_credential(pw_file) {
                 check_private_mode(pw_file, "SFTP password file")?;
             }
             let password = std::fs::read_to_string(pw_file)
@@ -422,12 +422,6 @@ impl Link for SftpLink {
         ));
         out
     }
-}
-
-/// A file systemd handed over as a credential (`LoadCredential=`).
-fn is_credential(path: &Path) -> bool {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
-    dir.is_some_and(|d| path.starts_with(d)) || path.starts_with("/run/credentials/")
 }
 
 /// A secret file (key, password) must be readable by its owner only, as ssh insists.

@@ -5,7 +5,7 @@
 use crate::harness;
 use crate::world::{Db, Wire, World, sample};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// One more `paygate run` beside the world's own: the world's config with its own data folder
@@ -40,26 +40,12 @@ impl Peer {
 
     fn spawn(&mut self) {
         assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        use std::os::unix::process::CommandExt;
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_paygate"))
-                .arg("--config")
-                .arg(&self.config)
-                .arg("run")
-                .env("RUST_BACKTRACE", "0")
-                .env("PAYGATE_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .expect("start paygate run"),
-        );
+        self.child = Some(crate::world::spawn_run(
+            &self.config,
+            &self.log,
+            "warn",
+            &[],
+        ));
     }
 
     fn kill(&mut self) {
@@ -320,25 +306,9 @@ fn three_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
         assert_eq!(x.by_state.iter().map(|(_, n)| n).sum::<i64>(), x.payments);
     }
     // Each MsgId reached the bank with one content, whichever instance sent it.
-    let received = paygate::banksim::received(&w.sim_state);
-    let mut by_msg: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in &received {
-        assert!(!r.verdict.starts_with("refused"), "refused: {r:?}");
-        by_msg
-            .entry(r.msg_id.clone())
-            .or_default()
-            .push(r.plain_sha256.clone());
-    }
-    for (m, shas) in &by_msg {
-        assert!(
-            shas.iter().all(|s| s == &shas[0]),
-            "MsgId {m} arrived with different contents: {shas:?}"
-        );
-    }
     let msg_ids: std::collections::BTreeSet<&str> =
         batches.iter().map(|b| b.msg_id.as_str()).collect();
-    let got: std::collections::BTreeSet<&str> = by_msg.keys().map(String::as_str).collect();
-    assert_eq!(msg_ids, got, "the bank got exactly the batches' MsgIds");
+    let received = crate::world::assert_each_msg_id_arrived_with_one_content(&w, &msg_ids);
     // One result report (CSV and XLSX) per batch: no return applied twice.
     let results = std::fs::read_dir(w.folder("supplier", "results"))
         .unwrap()
@@ -366,7 +336,7 @@ fn three_instances_killed_at_random_lose_nothing_and_send_nothing_twice() {
     );
     eprintln!(
         "three instances: {dropped} files, {kills} kills, {} uploads for {} batches, {:?}",
-        received.len(),
+        received,
         batches.len(),
         started.elapsed()
     );

@@ -725,29 +725,10 @@ fn crash_test(db: Db) {
         assert_eq!(n, b.payments, "{b:?}");
     }
     // The bank: every MsgId arrived, each with one content however often it was resent.
-    let received = paygate::banksim::received(&w.sim_state);
-    let mut by_msg: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in &received {
-        assert!(
-            !r.verdict.starts_with("refused"),
-            "the bank refused a file: {r:?}"
-        );
-        by_msg
-            .entry(r.msg_id.clone())
-            .or_default()
-            .push(r.plain_sha256.clone());
-    }
-    let resends: usize = by_msg.values().map(|v| v.len() - 1).sum();
-    for (m, shas) in &by_msg {
-        assert!(
-            shas.iter().all(|s| s == &shas[0]),
-            "MsgId {m} arrived with different contents: {shas:?}"
-        );
-    }
     let msg_ids: std::collections::BTreeSet<&str> =
         batches.iter().map(|b| b.msg_id.as_str()).collect();
-    let got: std::collections::BTreeSet<&str> = by_msg.keys().map(String::as_str).collect();
-    assert_eq!(msg_ids, got, "the bank got exactly the batches' MsgIds");
+    let received = world::assert_each_msg_id_arrived_with_one_content(&w, &msg_ids);
+    let resends = received - msg_ids.len();
     // Result reports for every batch.
     let results = std::fs::read_dir(w.folder("supplier", "results"))
         .unwrap()
@@ -764,8 +745,8 @@ fn crash_test(db: Db) {
         "crash test: {kills} SIGKILLs and {} starts in {:.0?}; {dropped} files and {broken_files} broken ones, {payments} payments; the bank received {} files for {} MsgIds ({resends} identical resends, answered DU01 and never applied); batches seen unfinished at random kills, by state: {seen_states:?}; crash points fired: {crashes:?}",
         w.starts,
         started.elapsed(),
-        received.len(),
-        by_msg.len(),
+        received,
+        msg_ids.len(),
     );
     assert!(kills >= KILLS + paygate::daemon::CRASH_POINTS.len() as u32);
 }

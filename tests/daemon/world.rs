@@ -376,25 +376,7 @@ outlier_factor = "0"
     /// Starts `paygate run`; returns once its control socket answers.
     pub fn start_daemon(&mut self) {
         assert!(self.daemon.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.daemon_log)
-            .unwrap();
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env("RUST_BACKTRACE", "0")
-            .env("PAYGATE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start paygate run");
-        self.daemon = Some(child);
+        self.daemon = Some(spawn_run(&self.config, &self.daemon_log, "info", &[]));
         self.starts += 1;
         let sock = self.socket();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -424,26 +406,7 @@ outlier_factor = "0"
     /// `spawn_daemon` with extra environment (the crash points).
     pub fn spawn_daemon_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.daemon.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.daemon_log)
-            .unwrap();
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env("RUST_BACKTRACE", "0")
-            .env("PAYGATE_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start paygate run");
-        self.daemon = Some(child);
+        self.daemon = Some(spawn_run(&self.config, &self.daemon_log, "warn", env));
         self.starts += 1;
     }
 
@@ -648,6 +611,60 @@ impl Drop for World {
             let _ = c.wait();
         }
     }
+}
+
+/// `paygate run` with `config`, logging at `level` (appended to `log`), in a process group of
+/// its own; `env`: more environment (the crash points).
+pub fn spawn_run(config: &Path, log: &Path, level: &str, env: &[(&str, &str)]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    use std::os::unix::process::CommandExt;
+    Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("RUST_BACKTRACE", "0")
+        .env("PAYGATE_LOG", level)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("start paygate run")
+}
+
+/// The bank's side of a run: every file it received was accepted, each MsgId arrived with one
+/// content however often it was resent, and the MsgIds are exactly `msg_ids`. Returns how many
+/// files arrived.
+pub fn assert_each_msg_id_arrived_with_one_content(
+    w: &World,
+    msg_ids: &std::collections::BTreeSet<&str>,
+) -> usize {
+    let received = paygate::banksim::received(&w.sim_state);
+    let mut by_msg: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in &received {
+        assert!(
+            !r.verdict.starts_with("refused"),
+            "the bank refused a file: {r:?}"
+        );
+        by_msg
+            .entry(r.msg_id.clone())
+            .or_default()
+            .push(r.plain_sha256.clone());
+    }
+    for (m, shas) in &by_msg {
+        assert!(
+            shas.iter().all(|s| s == &shas[0]),
+            "MsgId {m} arrived with different contents: {shas:?}"
+        );
+    }
+    let got: std::collections::BTreeSet<&str> = by_msg.keys().map(String::as_str).collect();
+    assert_eq!(msg_ids, &got, "the bank got exactly the batches' MsgIds");
+    received.len()
 }
 
 /// GnuPG as the bank's integration engineer uses it: the bank's secret key imported, the
