@@ -136,13 +136,15 @@ pub fn connect(cfg: &Config, bank: &str) -> Result<Box<dyn Link + Send>, Deliver
 
 /// Uploads an already sealed file under `remote_name`, retrying transient failures; every
 /// attempt is idempotent (see `transport`), so a retry never makes a second file. Returns the
-/// outcome and the file's SHA-256 and size.
+/// outcome and the file's SHA-256 and size. `fence` is asked before every piece and before
+/// the commit (see `Link::put`); once it says no, nothing more is sent or tried.
 pub fn send(
     cfg: &Config,
     bank: &str,
     sealed: &Path,
     remote_name: &str,
     recorded_sha256: Option<&str>,
+    fence: &dyn Fn() -> bool,
 ) -> Result<(PutOutcome, String, u64), DeliveryError> {
     let t = transport_of(cfg, bank)?.clone();
     // The SHA-256 recorded at sealing names the upload and is checked as the bytes are sent;
@@ -160,8 +162,11 @@ pub fn send(
         Duration::from_millis(t.backoff_ms),
         &format!("upload {remote_name} to bank `{bank}`"),
         |_| {
+            if !fence() {
+                return Err(TransportError::Fenced(remote_name.to_string()));
+            }
             let mut link = connect_once(cfg, bank)?;
-            match link.put(sealed, remote_name, &sha, !complete.get()) {
+            match link.put(sealed, remote_name, &sha, !complete.get(), fence) {
                 Err(e @ TransportError::Interrupted { .. }) => {
                     complete.set(true);
                     Err(e)

@@ -89,7 +89,9 @@ pub fn send(args: SendArgs, config_path: &Path) -> Exit {
         let (c, b, f, n) = (cfg.clone(), args.bank.clone(), args.file.clone(), name.clone());
         let sha = args.sha256.clone();
         let result =
-            tokio::task::spawn_blocking(move || delivery::send(&c, &b, &f, &n, sha.as_deref()))
+            tokio::task::spawn_blocking(move || {
+                delivery::send(&c, &b, &f, &n, sha.as_deref(), &|| true)
+            })
                 .await;
         let result = match result {
             Ok(r) => r,

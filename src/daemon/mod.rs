@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod folders;
+pub mod lease;
 pub mod metrics;
 pub mod pickup;
 pub mod spool;
@@ -114,11 +115,10 @@ pub struct Ctx {
     generation: Mutex<CancellationToken>,
     /// This instance in the store (`instances`): new at every start.
     pub instance: String,
-    /// How long its claims outlive its last heartbeat.
-    pub lease_ms: i64,
-    /// Set when a heartbeat found the lease gone: the daemon stops claiming and exits, so that
-    /// its supervisor starts it again as a new instance.
-    pub lease_lost: std::sync::atomic::AtomicBool,
+    /// Its lease on the store (renewed by the heartbeat): once it may have run out, the
+    /// daemon stops claiming and sending, and exits, so that its supervisor starts it again as
+    /// a new instance.
+    pub lease: lease::Lease,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -232,6 +232,7 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     }
     let instance = format!("i{:016x}", rand::random::<u64>());
     let lease_ms = cfg.lease_ms();
+    let registered = Instant::now();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
@@ -248,8 +249,7 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
     tracing::info!(instance = %instance, host = %host, "instance {instance} on {host}");
     let ctx = Arc::new(Ctx {
         instance,
-        lease_ms,
-        lease_lost: std::sync::atomic::AtomicBool::new(false),
+        lease: lease::Lease::new(lease_ms, store.is_shared(), registered),
         work: Arc::new(Semaphore::new(cfg.paygate.workers.max(1))),
         cfg: RwLock::new(cfg),
         config_path: config_path.to_path_buf(),
@@ -379,7 +379,7 @@ pub async fn run(config_path: &Path, opts: RunOptions) -> Result<(), DaemonError
     wait_for_signals(&ctx, signals, opts.stop_after).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     stop(&ctx).await;
-    if ctx.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+    if ctx.lease.is_lost() {
         return Err(DaemonError::LeaseLost(ctx.instance.clone()));
     }
     Ok(())
@@ -442,43 +442,54 @@ async fn held_elsewhere(ctx: &Ctx, path: &Path) -> bool {
 /// Renews this instance's lease and every claim it holds, every third of the lease. A renewal
 /// that finds the lease gone (the store was out of reach for longer than the lease, and other
 /// instances may have taken over) stops the daemon: it exits with an error and its supervisor
-/// starts it again as a new instance. Renewals that fail are retried; once the lease has run
-/// out without one, the daemon stops claiming work before it exits.
+/// starts it again as a new instance. A renewal that fails or does not answer within a period
+/// is tried again; once the lease may have run out without one, the daemon stops the same way
+/// (it stopped claiming and sending a margin before, see `Lease::holds`).
 async fn heartbeat(ctx: Arc<Ctx>, token: CancellationToken) {
-    use std::sync::atomic::Ordering;
-    let period = Duration::from_millis((ctx.lease_ms / 3).max(500) as u64);
-    let mut last_ok = Instant::now();
+    let period = Duration::from_millis((ctx.lease.ms / 3).max(500) as u64);
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        match ctx.store.heartbeat(&ctx.instance, ctx.lease_ms).await {
-            Ok(true) => last_ok = Instant::now(),
-            Ok(false) => {
-                ctx.lease_lost.store(true, Ordering::SeqCst);
-                tracing::error!(instance = %ctx.instance, error_code = "instance.lease_lost", "this instance's lease ran out (the store was out of reach): other instances may have taken over its work; stopping, to start again as a new instance");
-                ctx.shutdown.cancel();
+        let sent = Instant::now();
+        let renewal =
+            tokio::time::timeout(period, ctx.store.heartbeat(&ctx.instance, ctx.lease.ms));
+        let failed = match renewal.await {
+            Ok(Ok(true)) => {
+                ctx.lease.renewed(sent);
+                continue;
+            }
+            Ok(Ok(false)) => {
+                lease_lost(&ctx, "the store says it ran out");
                 return;
             }
-            Err(e) if !ctx.store.is_shared() => {
+            Ok(Err(e)) if !ctx.store.is_shared() => {
                 // The embedded store's lock was held by a long write: nobody else can take
                 // this instance's work, so nothing is fenced.
                 tracing::debug!(instance = %ctx.instance, "heartbeat: {e}");
+                continue;
             }
-            Err(e) => {
-                tracing::error!(instance = %ctx.instance, error_code = "instance.heartbeat", "heartbeat: {e}");
-                if last_ok.elapsed() >= Duration::from_millis(ctx.lease_ms as u64) {
-                    ctx.lease_lost.store(true, Ordering::SeqCst);
-                }
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the store did not answer within {period:?}"),
+        };
+        tracing::error!(instance = %ctx.instance, error_code = "instance.heartbeat", "heartbeat: {failed}; the lease has {:?} left", ctx.lease.left());
+        if ctx.lease.expired() {
+            lease_lost(&ctx, &format!("not renewed within the lease ({failed})"));
+            return;
         }
     }
 }
 
-/// Whether this instance may take work: false once its lease may have run out.
+fn lease_lost(ctx: &Ctx, why: &str) {
+    ctx.lease.lose();
+    tracing::error!(instance = %ctx.instance, error_code = "instance.lease_lost", "this instance's lease on the store is gone ({why}): other instances may take over its work; it stops claiming and sending, and exits, to start again as a new instance");
+    ctx.shutdown.cancel();
+}
+
+/// Whether this instance may take work: false once its lease may run out.
 fn may_claim(ctx: &Ctx) -> bool {
-    !ctx.lease_lost.load(std::sync::atomic::Ordering::SeqCst)
+    ctx.lease.holds()
 }
 
 /// Starts the watchers and pollers of the current config.
@@ -503,14 +514,18 @@ pub async fn stop(ctx: &Arc<Ctx>) {
     tracing::info!("stopping: no new files are taken; waiting for steps in flight");
     ctx.shutdown.cancel();
     ctx.tasks.close();
-    let drain = Duration::from_secs(ctx.cfg().paygate.drain_secs);
+    let mut drain = Duration::from_secs(ctx.cfg().paygate.drain_secs);
+    if ctx.lease.is_lost() {
+        // Steps in flight are fenced, and their records cannot reach the store.
+        drain = drain.min(LOST_DRAIN);
+    }
     if tokio::time::timeout(drain, ctx.tasks.wait()).await.is_err() {
         tracing::warn!(
             "steps still running after {drain:?}: stopping anyway; they continue from their last recorded state at the next start"
         );
     }
     let _ = std::fs::remove_file(ctx.cfg().control_socket());
-    if !ctx.lease_lost.load(std::sync::atomic::Ordering::SeqCst)
+    if !ctx.lease.is_lost()
         && let Err(e) = ctx.store.instance_stopped(&ctx.instance, Utc::now()).await
     {
         tracing::warn!(
@@ -518,8 +533,17 @@ pub async fn stop(ctx: &Arc<Ctx>) {
             ctx.instance
         );
     }
-    ctx.store.close().await;
+    if tokio::time::timeout(LOST_DRAIN, ctx.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store's connections did not close within {LOST_DRAIN:?}");
+    }
 }
+
+/// How long a stop waits for steps in flight, and for the store's connections to close, once
+/// the store may be out of reach.
+const LOST_DRAIN: Duration = Duration::from_secs(2);
 
 struct Signals {
     term: tokio::signal::unix::Signal,
@@ -666,7 +690,8 @@ fn spawn_pickup(ctx: &Arc<Ctx>, channel: &str, name: String) {
     let (ctx2, channel) = (ctx.clone(), channel.to_string());
     ctx.tasks.spawn(async move {
         let _permit = ctx2.work.clone().acquire_owned().await;
-        if ctx2.shutdown.is_cancelled() {
+        // A file is claimed (renamed into processing/) only while the lease holds.
+        if ctx2.shutdown.is_cancelled() || !may_claim(&ctx2) {
             ctx2.done(&key);
             return;
         }
@@ -909,7 +934,7 @@ fn spawn_step(ctx: &Arc<Ctx>, row: crate::store::BatchRow) {
         let claimed = may_claim(&ctx2)
             && matches!(
                 ctx2.store
-                    .claim_batch(row.id, row.state, &ctx2.instance, ctx2.lease_ms)
+                    .claim_batch(row.id, row.state, &ctx2.instance, ctx2.lease.ms)
                     .await,
                 Ok(true)
             );
@@ -1036,7 +1061,7 @@ async fn poll_bank(ctx: Arc<Ctx>, bank: String, token: CancellationToken) {
         let mine = may_claim(&ctx)
             && match ctx
                 .store
-                .take_poller(&bank, &ctx.instance, ctx.lease_ms)
+                .take_poller(&bank, &ctx.instance, ctx.lease.ms)
                 .await
             {
                 Ok(m) => m,
@@ -1046,7 +1071,7 @@ async fn poll_bank(ctx: Arc<Ctx>, bank: String, token: CancellationToken) {
                 }
             };
         if !mine {
-            let retry = every.min(Duration::from_millis((ctx.lease_ms / 2).max(500) as u64));
+            let retry = every.min(Duration::from_millis((ctx.lease.ms / 2).max(500) as u64));
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = tokio::time::sleep(retry) => continue,

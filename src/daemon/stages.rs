@@ -305,6 +305,11 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         path.clone()
     };
     let path = &path;
+    if !ctx.lease.holds() {
+        return Err(StepError::Delivery(
+            crate::transport::TransportError::Fenced(name.clone()).into(),
+        ));
+    }
     // Recorded before a byte is sent; on a shared store fenced by this instance's claim on
     // the batch (an embedded store has no other instance to fence off).
     ctx.store
@@ -350,8 +355,12 @@ pub async fn upload(ctx: &Arc<Ctx>, row: &BatchRow) -> Result<(), StepError> {
         sha.clone(),
     );
     // The bytes are checked against the SHA-256 recorded at sealing as they are sent; the
-    // upload is committed (renamed) only if they match.
-    let sent = blocking(move || crate::delivery::send(&c, &b, &p, &n, Some(&h))).await;
+    // upload is committed (renamed) only if they match, and only while this instance's lease
+    // holds: cut off from a shared store, it stops before another instance may take over.
+    let held = ctx.clone();
+    let sent =
+        blocking(move || crate::delivery::send(&c, &b, &p, &n, Some(&h), &|| held.lease.holds()))
+            .await;
     super::crash_point("uploaded");
     match sent {
         Ok((outcome, got_sha, size)) => {

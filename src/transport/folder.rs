@@ -53,6 +53,7 @@ impl Link for FolderLink {
         name: &str,
         sha256: &str,
         allow_fresh: bool,
+        fence: &dyn Fn() -> bool,
     ) -> Result<PutOutcome, TransportError> {
         let size = std::fs::metadata(local).map_err(|e| err(local, e))?.len();
         let final_path = self.upload_dir.join(name);
@@ -107,7 +108,9 @@ impl Link for FolderLink {
             .map_err(|e| err(target, e))?;
         dst.seek(std::io::SeekFrom::Start(offset))
             .map_err(|e| err(target, e))?;
-        copy_chunks(&mut src, &mut dst).map_err(|e| err(target, e))?;
+        let what = target.display().to_string();
+        copy_chunks(&mut src, &mut super::Fenced::new(&mut dst, fence))
+            .map_err(|e| super::fenced_or(fence, &what, err(target, e)))?;
         dst.flush().map_err(|e| err(target, e))?;
         dst.sync_all().map_err(|e| err(target, e))?;
         drop(dst);
@@ -119,6 +122,9 @@ impl Link for FolderLink {
             what: p.display().to_string(),
             detail: e.to_string(),
         };
+        if !fence() {
+            return Err(TransportError::Fenced(what));
+        }
         if self.use_temp_name {
             // The commit point: a hard link never replaces an existing file.
             std::fs::hard_link(&part, &final_path).map_err(|e| interrupted(&final_path, e))?;

@@ -64,8 +64,10 @@ pub enum TransportError {
         found: String,
         on_server: &'static str,
     },
-    #[error("cancelled")]
-    Cancelled,
+    /// The sender's fence said stop (in the daemon: its lease on the store may run out, and
+    /// another instance may take the upload over). Nothing was committed.
+    #[error("{0}: stopped before it was complete, as the sender no longer holds it")]
+    Fenced(String),
 }
 
 impl TransportError {
@@ -103,12 +105,15 @@ pub trait Link {
     /// With `allow_fresh` false (an earlier attempt had written every byte), finding neither
     /// the file nor its `.part` is an error: the file was most likely delivered and taken
     /// away, and must not be sent again.
+    /// `fence` is asked before every piece written and before the commit: once it says no,
+    /// the upload stops with `Fenced` and nothing is committed.
     fn put(
         &mut self,
         local: &Path,
         name: &str,
         sha256: &str,
         allow_fresh: bool,
+        fence: &dyn Fn() -> bool,
     ) -> Result<PutOutcome, TransportError>;
     /// The files in the download folder that match the bank's patterns.
     fn list(&mut self) -> Result<Vec<RemoteFile>, TransportError>;
@@ -333,6 +338,47 @@ pub fn safe_local_name(name: &str) -> String {
         "_".to_string()
     } else {
         trimmed.to_string()
+    }
+}
+
+/// A writer that asks a fence before every write, and writes at most `FENCED_PIECE` bytes at
+/// a time: a sender stops within one piece of losing the right to send.
+pub(crate) struct Fenced<'a, W: Write> {
+    inner: W,
+    fence: &'a dyn Fn() -> bool,
+}
+
+const FENCED_PIECE: usize = 32 * 1024;
+
+impl<'a, W: Write> Fenced<'a, W> {
+    pub(crate) fn new(inner: W, fence: &'a dyn Fn() -> bool) -> Self {
+        Fenced { inner, fence }
+    }
+}
+
+impl<W: Write> Write for Fenced<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !(self.fence)() {
+            return Err(std::io::Error::other("fenced"));
+        }
+        self.inner.write(&buf[..buf.len().min(FENCED_PIECE)])
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `Fenced` unless the fence still holds (then the error was the transfer's own).
+pub(crate) fn fenced_or(
+    fence: &dyn Fn() -> bool,
+    what: &str,
+    other: TransportError,
+) -> TransportError {
+    if fence() {
+        other
+    } else {
+        TransportError::Fenced(what.to_string())
     }
 }
 

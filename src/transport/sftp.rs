@@ -245,6 +245,7 @@ impl Link for SftpLink {
         name: &str,
         sha256: &str,
         allow_fresh: bool,
+        fence: &dyn Fn() -> bool,
     ) -> Result<PutOutcome, TransportError> {
         let w = self.what.clone();
         let size = std::fs::metadata(local)
@@ -309,8 +310,13 @@ impl Link for SftpLink {
             .sftp
             .open_mode(&target, flags, 0o600, ssh2::OpenType::File)
             .map_err(|e| classify(&w, e))?;
-        copy_chunks(&mut src, &mut remote)
-            .map_err(|e| transient(&w, format!("upload of {name} interrupted: {e}")))?;
+        copy_chunks(&mut src, &mut super::Fenced::new(&mut remote, fence)).map_err(|e| {
+            super::fenced_or(
+                fence,
+                &w,
+                transient(&w, format!("upload of {name} interrupted: {e}")),
+            )
+        })?;
         // fsync@openssh.com where the server has it; not every server does.
         if let Err(e) = remote.fsync() {
             tracing::debug!("the server does not sync files on request: {e}");
@@ -342,6 +348,9 @@ impl Link for SftpLink {
                 ));
             }
             Err(e) => return Err(interrupted(e.to_string())),
+        }
+        if !fence() {
+            return Err(TransportError::Fenced(w));
         }
         if self.use_temp_name {
             // The commit point: once renamed, the file is the bank's.

@@ -3,75 +3,10 @@
 //! random moments and started again.
 
 use crate::harness;
-use crate::world::{Db, Wire, World, sample};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use crate::world::{Db, Peer, Wire, World, sample};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// One more `paygate run` beside the world's own: the world's config with its own data folder
-/// (and so its own control socket, spool, outbox and audit anchor).
-struct Peer {
-    config: PathBuf,
-    log: PathBuf,
-    socket: PathBuf,
-    child: Option<Child>,
-}
-
-impl Peer {
-    fn new(w: &World, name: &str) -> Peer {
-        let text = std::fs::read_to_string(&w.config).unwrap().replace(
-            "data_dir = \"data\"",
-            &format!("data_dir = \"data-{name}\""),
-        );
-        let config = w.dir.join(format!("paygate-{name}.toml"));
-        std::fs::write(&config, text).unwrap();
-        // The data key is the store's: every instance holds the same key file, as an admin
-        // installs it on every host.
-        let keys = w.dir.join(format!("data-{name}/keys"));
-        paygate::durable::create_private_dir(&keys).unwrap();
-        std::fs::copy(w.dir.join("data/keys/data.key"), keys.join("data.key")).unwrap();
-        Peer {
-            config,
-            log: w.dir.join(format!("daemon-{name}.log")),
-            socket: w.dir.join(format!("data-{name}/paygate.sock")),
-            child: None,
-        }
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        self.child = Some(crate::world::spawn_run(
-            &self.config,
-            &self.log,
-            "warn",
-            &[],
-        ));
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: a process this test started.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGKILL);
-            }
-            let _ = c.wait();
-        }
-    }
-
-    fn running(&self) -> bool {
-        self.child.is_some()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A batch waiting for approval is approved by nobody (not its submitter), through whichever
 /// instance answers on its socket.

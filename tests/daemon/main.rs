@@ -8,6 +8,7 @@ mod access;
 #[path = "../delivery/harness.rs"]
 mod harness;
 mod instances;
+mod partition;
 mod protect;
 mod world;
 

@@ -188,6 +188,16 @@ impl World {
         self.write_config(&c, &b);
     }
 
+    /// The port of the bank's sshd (a world on SFTP).
+    pub fn sshd_port(&self) -> Option<u16> {
+        self._sshd.as_ref().map(|s| s.port)
+    }
+
+    /// The bank's upload folder on its sshd (a world on SFTP).
+    pub fn bank_inbox(&self) -> Option<PathBuf> {
+        self._sshd.as_ref().map(|s| s.root.join("in"))
+    }
+
     /// The PostgreSQL database of a world on PostgreSQL.
     pub fn store_url(&self) -> Option<String> {
         self._pg.as_ref().map(|p| p.url().to_string())
@@ -613,17 +623,125 @@ impl Drop for World {
     }
 }
 
+/// One more `paygate run` beside the world's own: the world's config with its own data folder
+/// (and so its own control socket, spool, outbox and audit anchor).
+pub struct Peer {
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Peer {
+    pub fn new(w: &World, name: &str) -> Peer {
+        let text = std::fs::read_to_string(&w.config).unwrap().replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"data-{name}\""),
+        );
+        let config = w.dir.join(format!("paygate-{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        // The data key is the store's: every instance holds the same key file, as an admin
+        // installs it on every host.
+        let keys = w.dir.join(format!("data-{name}/keys"));
+        paygate::durable::create_private_dir(&keys).unwrap();
+        std::fs::copy(w.dir.join("data/keys/data.key"), keys.join("data.key")).unwrap();
+        Peer {
+            config,
+            log: w.dir.join(format!("daemon-{name}.log")),
+            socket: w.dir.join(format!("data-{name}/paygate.sock")),
+            child: None,
+        }
+    }
+
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none());
+        self.child = Some(spawn_run(&self.config, &self.log, "warn", &[]));
+    }
+
+    /// `spawn` on a test host of its own (the network namespace `netns`).
+    pub fn spawn_on(&mut self, netns: &str) {
+        assert!(self.child.is_none());
+        self.child = Some(spawn_run_on(
+            Some(netns),
+            &self.config,
+            &self.log,
+            "info",
+            &[],
+        ));
+    }
+
+    /// Waits up to `secs` for the instance to exit by itself; its exit code.
+    pub fn exit_within(&mut self, secs: u64) -> i32 {
+        let c = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("the instance did not exit within {secs} s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a process this test started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// `paygate run` with `config`, logging at `level` (appended to `log`), in a process group of
 /// its own; `env`: more environment (the crash points).
 pub fn spawn_run(config: &Path, log: &Path, level: &str, env: &[(&str, &str)]) -> Child {
+    spawn_run_on(None, config, log, level, env)
+}
+
+/// `spawn_run` on a test host of its own: inside the network namespace `netns` (`ip netns
+/// exec` becomes the process itself, so its PID is paygate's).
+pub fn spawn_run_on(
+    netns: Option<&str>,
+    config: &Path,
+    log: &Path,
+    level: &str,
+    env: &[(&str, &str)],
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
     use std::os::unix::process::CommandExt;
-    Command::new(env!("CARGO_BIN_EXE_paygate"))
-        .arg("--config")
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new(require("ip", "iproute2"));
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_paygate")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_paygate")),
+    };
+    cmd.arg("--config")
         .arg(config)
         .arg("run")
         .env("RUST_BACKTRACE", "0")

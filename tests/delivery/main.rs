@@ -497,7 +497,8 @@ folder = "{}"
     let mut tampered = data.clone();
     tampered[9_000] ^= 1;
     std::fs::write(&file, &tampered).unwrap();
-    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap_err();
+    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded), &|| true)
+        .unwrap_err();
     assert!(
         e.to_string().contains("is not the file that was recorded"),
         "{e}"
@@ -507,14 +508,16 @@ folder = "{}"
     std::fs::write(&file, &data).unwrap();
     let part = root.join(format!("in/F.pgp.{}.part", &sha256_hex(&data)[..12]));
     std::fs::write(&part, &tampered[..9_500]).unwrap();
-    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap_err();
+    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded), &|| true)
+        .unwrap_err();
     assert!(
         e.to_string().contains("is not the file that was recorded"),
         "{e}"
     );
     assert!(!part.exists() && !root.join("in/F.pgp").exists());
     std::fs::write(&part, &data[..4_000]).unwrap();
-    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded)).unwrap();
+    let (r, _, _) =
+        paygate::delivery::send(&cfg, "bank", &file, "F.pgp", Some(&recorded), &|| true).unwrap();
     assert_eq!(
         r,
         paygate::transport::PutOutcome::Uploaded { bytes: 10_000 }
@@ -526,13 +529,13 @@ folder = "{}"
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
-    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", None).unwrap();
+    let (r, _, _) = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", None, &|| true).unwrap();
     assert_eq!(
         r,
         paygate::transport::PutOutcome::AlreadyThere { bytes: 10_000 }
     );
     std::fs::write(&file, vec![8u8; 10_001]).unwrap();
-    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", None).unwrap_err();
+    let e = paygate::delivery::send(&cfg, "bank", &file, "F.pgp", None, &|| true).unwrap_err();
     assert!(
         e.to_string().contains("a different file with this name"),
         "{e}"
@@ -547,10 +550,41 @@ folder = "{}"
     let direct = folder_config("use_temp_name = false");
     let g = root.join("G.pgp");
     std::fs::write(&g, &tampered).unwrap();
-    let e = paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded)).unwrap_err();
+    let e = paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded), &|| true)
+        .unwrap_err();
     assert!(e.to_string().contains("nothing was sent"), "{e}");
     assert!(!root.join("in/G.pgp").exists());
     std::fs::write(&g, &data).unwrap();
-    paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded)).unwrap();
+    paygate::delivery::send(&direct, "bank", &g, "G.pgp", Some(&recorded), &|| true).unwrap();
     assert_eq!(std::fs::read(root.join("in/G.pgp")).unwrap(), data);
+    // A fence that closes in the middle (the daemon's lease running out) stops the upload
+    // between pieces and before its commit: a part, no file. Whoever holds it next continues
+    // the part.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 253) as u8).collect();
+    let h = root.join("H.pgp");
+    std::fs::write(&h, &big).unwrap();
+    let asked = std::cell::Cell::new(0u32);
+    let closing = || {
+        asked.set(asked.get() + 1);
+        asked.get() <= 4
+    };
+    let e = paygate::delivery::send(&cfg, "bank", &h, "H.pgp", Some(&sha256_hex(&big)), &closing)
+        .unwrap_err();
+    assert!(e.to_string().contains("no longer holds it"), "{e}");
+    assert!(!root.join("in/H.pgp").exists(), "nothing committed");
+    let part = root.join(format!("in/H.pgp.{}.part", &sha256_hex(&big)[..12]));
+    let written = std::fs::metadata(&part).unwrap().len();
+    assert!(written > 0 && written < 300_000, "{written}");
+    let (r, _, _) =
+        paygate::delivery::send(&cfg, "bank", &h, "H.pgp", Some(&sha256_hex(&big)), &|| true)
+            .unwrap();
+    assert_eq!(
+        r,
+        paygate::transport::PutOutcome::Uploaded { bytes: 300_000 }
+    );
+    assert_eq!(std::fs::read(root.join("in/H.pgp")).unwrap(), big);
+    // A fence closed from the start sends nothing.
+    let e = paygate::delivery::send(&cfg, "bank", &g, "G2.pgp", None, &|| false).unwrap_err();
+    assert!(e.to_string().contains("no longer holds it"), "{e}");
+    assert!(!root.join("in/G2.pgp").exists());
 }
