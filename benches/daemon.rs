@@ -16,6 +16,8 @@
 //! With `PAYGATE_BENCH_STORE=postgres` the store of each run is a throw-away database on the
 //! PostgreSQL of `PAYGATE_TEST_POSTGRES` (default 127.0.0.1:5432) instead of the SQLite file.
 //!
+//! `PAYGATE_BENCH_LOG=info` logs each stage of the daemon (target/bench-data/daemon/*/daemon-data.log).
+//!
 //! Files go to target/bench-data/daemon/. Nothing but this machine is contacted.
 
 mod common;
@@ -120,7 +122,11 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .arg("run")
-            .env("PAYGATE_LOG", "warn")
+            // PAYGATE_BENCH_LOG=info shows each stage's time in the daemon's log.
+            .env(
+                "PAYGATE_LOG",
+                std::env::var("PAYGATE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
