@@ -182,8 +182,10 @@ pub async fn prepare(config_path: &Path) -> Result<Prepared, DaemonError> {
             tracing::info!(channel = %name, "removed {removed} unfinished temporary file(s) a crash left in results/, rejected/ or archive/");
         }
     }
-    let store = Store::open_configured(&cfg).await?;
+    // Before the store is opened: SQLite gives the -wal and -shm files it creates the
+    // database file's mode, so a widened file must stop the start before it is opened.
     check_modes(&cfg)?;
+    let store = Store::open_configured(&cfg).await?;
     crate::archive::ArchiveKey::of(&cfg)?;
     if store.rows_off_current_key().await? > 0 {
         let at = Utc::now();

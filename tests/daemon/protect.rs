@@ -62,6 +62,12 @@ fn a_widened_mode_on_a_key_file_or_the_store_stops_the_start() {
         );
         assert!(out.contains(&said), "expected `{said}` in: {out}");
         assert!(out.contains("chmod"), "{out}");
+        // Refused before the store was opened: no journal file took the widened mode.
+        for journal in ["paygate.db-wal", "paygate.db-shm"] {
+            if let Ok(m) = std::fs::metadata(data.join(journal)) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{journal}");
+            }
+        }
         chmod(&path, before);
     }
     // Put right, it starts.
