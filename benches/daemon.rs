@@ -241,6 +241,15 @@ fn fresh(dir: &Path, channels: usize, store: &Store) -> PathBuf {
     config(dir, &c, &b, channels, store.url())
 }
 
+/// Files complete in the bank's inbox (not the `.part` of an upload in progress).
+fn uploaded(bank_in: &Path) -> usize {
+    std::fs::read_dir(bank_in)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".part"))
+        .count()
+}
+
 /// Drops `file` (by rename) and waits for a sealed file in the bank's inbox; returns the time.
 fn drop_and_wait(src: &Path, dir: &Path, channel: &str, name: &str, before: usize) -> Duration {
     let inbound = dir.join("channels").join(channel).join("inbound");
@@ -251,12 +260,7 @@ fn drop_and_wait(src: &Path, dir: &Path, channel: &str, name: &str, before: usiz
     std::fs::rename(&staged, inbound.join(name)).unwrap();
     let deadline = start + Duration::from_secs(600);
     loop {
-        let n = std::fs::read_dir(&bank_in)
-            .unwrap()
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().ends_with(".part"))
-            .count();
-        if n > before {
+        if uploaded(&bank_in) > before {
             return start.elapsed();
         }
         assert!(Instant::now() < deadline, "no upload within 600 s");
@@ -305,11 +309,7 @@ fn instances(base: &Path, files: usize) {
         }
         let deadline = start + Duration::from_secs(1800);
         loop {
-            let sent = std::fs::read_dir(&bank_in)
-                .unwrap()
-                .flatten()
-                .filter(|e| !e.file_name().to_string_lossy().ends_with(".part"))
-                .count();
+            let sent = uploaded(&bank_in);
             if sent >= files {
                 break;
             }

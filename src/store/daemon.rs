@@ -358,7 +358,6 @@ impl Store {
                 return Err(StoreError::LeaseLost { batch });
             }
         }
-        let who = me;
         if from == BatchState::Sealed {
             let next = BatchState::Sealed.on(&Event::UploadStarted)?;
             move_batch(
@@ -377,18 +376,18 @@ impl Store {
                 "paygate",
                 "batch.upload_started",
                 Some(batch),
-                &format!("sealed -> uploading; instance={who}"),
+                &format!("sealed -> uploading; instance={me}"),
             )
             .await?;
         } else {
-            super::expect_state(&mut tx, batch, BatchState::Uploading).await?;
+            super::expect_state(&mut *tx, batch, BatchState::Uploading).await?;
             append_audit(
                 &mut tx,
                 at,
                 "paygate",
                 "batch.upload_resumed",
                 Some(batch),
-                &format!("uploading; the same sealed file sent again; instance={who}"),
+                &format!("uploading; the same sealed file sent again; instance={me}"),
             )
             .await?;
         }
@@ -592,7 +591,7 @@ impl Store {
             return super::copy_payments(pg, self.keys()?, batch, msg_id, payments).await;
         }
         let mut tx = self.begin().await?;
-        super::expect_state(&mut tx, batch, BatchState::Received).await?;
+        super::expect_state(&mut *tx, batch, BatchState::Received).await?;
         insert_payments(&mut tx, self.keys()?, batch, msg_id, payments).await?;
         tx.commit().await?;
         Ok(())

@@ -1518,17 +1518,7 @@ async fn copy_payments(
     sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
-    let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
-        .bind(batch)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-    if state != BatchState::Received.as_str() {
-        return Err(StoreError::Conflict {
-            batch,
-            expected: BatchState::Received,
-        });
-    }
+    expect_state(&mut *tx, batch, BatchState::Received).await?;
     let mut data = String::with_capacity(payments.len() * 400);
     for p in payments {
         let r = payment_row(keys, batch, msg_id, p);
@@ -1667,17 +1657,22 @@ pub(super) fn seal_payee(
     )
 }
 
-/// Fails with `Conflict`, inside the caller's transaction, unless the batch is in `expected`.
-async fn expect_state(
-    conn: &mut AnyConnection,
+/// Fails with `Conflict`, inside the caller's transaction, unless the batch is in `expected`
+/// (on either connection type: the shared driver's, or PostgreSQL's own for `COPY`).
+async fn expect_state<'c, DB: sqlx::Database>(
+    conn: impl sqlx::Executor<'c, Database = DB>,
     batch: i64,
     expected: BatchState,
-) -> Result<(), StoreError> {
-    let state: String = sqlx::query("SELECT state FROM batches WHERE id = $1")
+) -> Result<(), StoreError>
+where
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let (state,): (String,) = sqlx::query_as("SELECT state FROM batches WHERE id = $1")
         .bind(batch)
-        .fetch_one(&mut *conn)
-        .await?
-        .get(0);
+        .fetch_one(conn)
+        .await?;
     if state != expected.as_str() {
         return Err(StoreError::Conflict { batch, expected });
     }

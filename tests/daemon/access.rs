@@ -3,7 +3,7 @@
 //! knows each caller only from the kernel (`SO_PEERCRED`), as in production.
 
 use crate::harness;
-use crate::world::{Wire, World, sample};
+use crate::world::{Wire, World};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -123,19 +123,12 @@ fn drop_as(w: &World, u: &(String, u32, u32), channel: &str, name: &str, text: &
 
 /// A supplier file of the sample's first payees with these amounts (EUR).
 fn supplier_file(tag: &str, amounts: &[&str]) -> String {
-    let text = String::from_utf8(std::fs::read(sample("supplier.csv")).unwrap()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = format!("{}\n", lines[0]);
-    for (i, a) in amounts.iter().enumerate() {
-        let mut cols: Vec<String> = lines[1 + i].split(';').map(str::to_string).collect();
-        cols[4] = (*a).into();
+    crate::world::supplier_csv(amounts.len(), |i, cols| {
+        cols[4] = amounts[i].into();
         cols[5] = "EUR".into();
         cols[6] = format!("{tag} invoice {i}");
         cols[7] = format!("{tag}-{i}");
-        out.push_str(&cols.join(";"));
-        out.push('\n');
-    }
-    out
+    })
 }
 
 fn json(out: &str) -> serde_json::Value {

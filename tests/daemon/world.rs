@@ -755,6 +755,51 @@ pub fn spawn_run_on(
         .expect("start paygate run")
 }
 
+/// Which instances started and which resumed a batch's upload, from its audit trail: two
+/// instances, one after the other (each named `i<16 hex>`). Returns (started, resumed).
+pub fn upload_takeover(w: &World, batch: i64) -> (String, String) {
+    let (code, audit) = w.paygate(&["audit", "--batch", &batch.to_string()]);
+    assert_eq!(code, 0, "{audit}");
+    let instance_of = |action: &str| -> String {
+        let line = audit
+            .lines()
+            .find(|l| l.contains(action))
+            .unwrap_or_else(|| panic!("no {action} in:\n{audit}"));
+        line.split("instance=")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let (started, resumed) = (
+        instance_of("batch.upload_started"),
+        instance_of("batch.upload_resumed"),
+    );
+    assert!(
+        started.starts_with('i') && resumed.starts_with('i') && started != resumed,
+        "{audit}"
+    );
+    (started, resumed)
+}
+
+/// A supplier CSV of `rows` payments made from the rows of `samples/supplier.csv` (taken in
+/// turn), each changed by `edit(row index, columns)`.
+pub fn supplier_csv(rows: usize, edit: impl Fn(usize, &mut [String])) -> String {
+    let text = std::fs::read_to_string(sample("supplier.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = format!("{}\n", lines[0]);
+    for i in 0..rows {
+        let mut cols: Vec<String> = lines[1 + i % (lines.len() - 1)]
+            .split(';')
+            .map(str::to_string)
+            .collect();
+        edit(i, &mut cols);
+        out.push_str(&cols.join(";"));
+        out.push('\n');
+    }
+    out
+}
+
 /// The bank's side of a run: every file it received was accepted, each MsgId arrived with one
 /// content however often it was resent, and the MsgIds are exactly `msg_ids`. Returns how many
 /// files arrived.
